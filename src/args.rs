@@ -1,0 +1,488 @@
+//! getopt-compatible argv handling shared by both tools, built on clap.
+//!
+//! Scripts call these tools the getopt way, so clap is configured to behave
+//! like glibc `getopt(argc, argv, "+...")`:
+//! * options end at the first operand (POSIX `+` mode); everything after it,
+//!   even `-5`, is an operand;
+//! * bundled flags (`-cd`), attached values (`-s20`), detached values that
+//!   start with `-` (`-s -5`), repeated options, and `--`;
+//! * unknown options and missing values print glibc's own line
+//!   (`PROG: invalid option -- 'x'`, `PROG: option requires an argument -- 'l'`)
+//!   and then the tool's usage fatal.
+//!
+//! The result is the ordered list of occurrences, because Postfix checks
+//! options left to right and some checks depend on order (`-l`/`-F`,
+//! `-w`/`-R`). Each tool's `config.rs` turns that list into a checked
+//! configuration and owns every validation message.
+//!
+//! Long options (`--help`, `--version`, and the smtpstone extensions) have no
+//! short form, so they never change what a Postfix command line means.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{Arg, ArgAction, Command};
+
+use crate::diag::{self, Error, Result};
+
+/// One short option of a tool (`-s count`).
+#[derive(Debug, Clone, Copy)]
+pub struct ShortOpt {
+    /// The option letter or digit.
+    pub letter: char,
+    /// Value name for `--help`, or `None` for a flag.
+    pub value: Option<&'static str>,
+    /// One-line description for `--help`.
+    pub help: &'static str,
+}
+
+/// One long-only option (`--report`, `--json PATH`).
+#[derive(Debug, Clone, Copy)]
+pub struct LongOpt {
+    /// The name without the leading `--`.
+    pub name: &'static str,
+    /// Value name for `--help`, or `None` for a flag.
+    pub value: Option<&'static str>,
+    /// One-line description for `--help`.
+    pub help: &'static str,
+}
+
+/// Everything `parse` needs to know about a tool's command line.
+#[derive(Debug, Clone, Copy)]
+pub struct ToolSpec {
+    /// Binary name used in `--help`/`--version` (not in diagnostics).
+    pub name: &'static str,
+    /// One-paragraph description for `--help`.
+    pub about: &'static str,
+    /// Operand synopsis for `--help`, e.g. `[inet:]host[:port]`.
+    pub operands: &'static str,
+    /// Short options, in the order `--help` lists them.
+    pub shorts: &'static [ShortOpt],
+    /// Long-only options.
+    pub longs: &'static [LongOpt],
+    /// Text shown after the option list in `--help`.
+    pub after_help: &'static str,
+}
+
+/// Which option an occurrence is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    /// A short option, by letter.
+    Short(char),
+    /// A long option, by name.
+    Long(&'static str),
+}
+
+/// One option as it appeared on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Occurrence {
+    /// Which option.
+    pub key: Key,
+    /// Its value, for options that take one.
+    pub value: Option<OsString>,
+}
+
+impl Occurrence {
+    /// The value as bytes (empty for flags).
+    pub fn bytes(&self) -> &[u8] {
+        self.value.as_deref().map(OsStr::as_bytes).unwrap_or(b"")
+    }
+}
+
+/// The outcome of argv parsing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    /// Run the tool with these options (in argv order) and operands.
+    Run {
+        /// Options in the order they were given.
+        opts: Vec<Occurrence>,
+        /// Operands after the options.
+        operands: Vec<OsString>,
+    },
+    /// `--help` was given: print this to stdout and exit 0.
+    Help(String),
+    /// `--version` was given: print this to stdout and exit 0.
+    Version(String),
+}
+
+const OPERANDS_ID: &str = "\u{0}operands";
+const HELP_ID: &str = "\u{0}help";
+const VERSION_ID: &str = "\u{0}version";
+
+fn short_id(letter: char) -> String {
+    letter.to_string()
+}
+
+fn command(spec: &ToolSpec) -> Command {
+    let mut cmd = Command::new(spec.name)
+        .about(spec.about)
+        .version(env!("CARGO_PKG_VERSION"))
+        .override_usage(format!("{} [options] {}", spec.name, spec.operands))
+        .after_help(spec.after_help)
+        .disable_help_flag(true)
+        .disable_version_flag(true)
+        .dont_delimit_trailing_values(true)
+        .args_override_self(false)
+        .arg(
+            Arg::new(HELP_ID)
+                .long("help")
+                .action(ArgAction::Help)
+                .help("Print this help and exit"),
+        )
+        .arg(
+            Arg::new(VERSION_ID)
+                .long("version")
+                .action(ArgAction::Version)
+                .help("Print the version and exit"),
+        );
+    for opt in spec.shorts {
+        let mut arg = Arg::new(short_id(opt.letter))
+            .short(opt.letter)
+            .help(opt.help);
+        arg = match opt.value {
+            Some(name) => arg
+                .value_name(name)
+                .num_args(1)
+                .allow_hyphen_values(true)
+                .allow_negative_numbers(true)
+                .action(ArgAction::Append)
+                .value_parser(clap::builder::OsStringValueParser::new()),
+            // Append with no value (not Count) so that every occurrence keeps
+            // its own argv index.
+            None => arg
+                .action(ArgAction::Append)
+                .num_args(0)
+                .default_missing_value(""),
+        };
+        cmd = cmd.arg(arg);
+    }
+    for opt in spec.longs {
+        let mut arg = Arg::new(opt.name).long(opt.name).help(opt.help);
+        arg = match opt.value {
+            Some(name) => arg
+                .value_name(name)
+                .num_args(1)
+                .allow_hyphen_values(true)
+                .action(ArgAction::Append)
+                .value_parser(clap::builder::OsStringValueParser::new()),
+            // Append with no value (not Count) so that every occurrence keeps
+            // its own argv index.
+            None => arg
+                .action(ArgAction::Append)
+                .num_args(0)
+                .default_missing_value(""),
+        };
+        cmd = cmd.arg(arg);
+    }
+    cmd.arg(
+        Arg::new(OPERANDS_ID)
+            .num_args(0..)
+            .trailing_var_arg(true)
+            .hide(true)
+            .value_parser(clap::builder::OsStringValueParser::new()),
+    )
+}
+
+/// The `--help` text of a tool.
+pub fn help_text(spec: &ToolSpec) -> String {
+    command(spec).render_help().to_string()
+}
+
+/// Parse `argv` (including `argv[0]`) the getopt way.
+///
+/// On an unknown option or a missing value this prints glibc's line to
+/// stderr and returns [`Error::Usage`]; the caller prints the usage fatal.
+pub fn parse(spec: &ToolSpec, argv: &[OsString]) -> Result<Parsed> {
+    let matches = match command(spec).try_get_matches_from(argv) {
+        Ok(m) => m,
+        Err(err) => {
+            return match err.kind() {
+                ErrorKind::DisplayHelp => Ok(Parsed::Help(err.render().to_string())),
+                ErrorKind::DisplayVersion => Ok(Parsed::Version(err.render().to_string())),
+                _ => Err(map_clap_error(spec, argv, err)),
+            }
+        }
+    };
+    let mut indexed: Vec<(usize, Occurrence)> = Vec::new();
+    for opt in spec.shorts {
+        let id = short_id(opt.letter);
+        collect(
+            &matches,
+            &id,
+            Key::Short(opt.letter),
+            opt.value.is_some(),
+            &mut indexed,
+        );
+    }
+    for opt in spec.longs {
+        collect(
+            &matches,
+            opt.name,
+            Key::Long(opt.name),
+            opt.value.is_some(),
+            &mut indexed,
+        );
+    }
+    indexed.sort_by_key(|(i, _)| *i);
+    let operands = matches
+        .get_many::<OsString>(OPERANDS_ID)
+        .map(|v| v.cloned().collect())
+        .unwrap_or_default();
+    Ok(Parsed::Run {
+        opts: indexed.into_iter().map(|(_, o)| o).collect(),
+        operands,
+    })
+}
+
+fn collect(
+    matches: &clap::ArgMatches,
+    id: &str,
+    key: Key,
+    takes_value: bool,
+    out: &mut Vec<(usize, Occurrence)>,
+) {
+    if matches.value_source(id) != Some(clap::parser::ValueSource::CommandLine) {
+        return;
+    }
+    let Some(indices) = matches.indices_of(id) else {
+        return;
+    };
+    if takes_value {
+        let values = matches.get_many::<OsString>(id).into_iter().flatten();
+        for (index, value) in indices.zip(values) {
+            out.push((
+                index,
+                Occurrence {
+                    key,
+                    value: Some(value.clone()),
+                },
+            ));
+        }
+    } else {
+        for index in indices {
+            out.push((index, Occurrence { key, value: None }));
+        }
+    }
+}
+
+fn map_clap_error(spec: &ToolSpec, argv: &[OsString], err: clap::Error) -> Error {
+    let prog = diag::prog();
+    let offending = match err.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    let line = match err.kind() {
+        ErrorKind::InvalidValue | ErrorKind::WrongNumberOfValues | ErrorKind::TooFewValues => {
+            let letter = offending
+                .strip_prefix('-')
+                .and_then(|s| s.chars().next())
+                .unwrap_or('?');
+            if offending.starts_with("--") {
+                let name = offending.trim_start_matches('-');
+                let name = name.split([' ', '=']).next().unwrap_or(name);
+                format!("{prog}: option '--{name}' requires an argument")
+            } else {
+                format!("{prog}: option requires an argument -- '{letter}'")
+            }
+        }
+        _ if offending.starts_with("--") => {
+            format!("{prog}: unrecognized option '{offending}'")
+        }
+        _ => {
+            let letter = offending
+                .strip_prefix('-')
+                .and_then(|s| s.chars().next())
+                .or_else(|| first_unknown_letter(spec, argv))
+                .unwrap_or('?');
+            format!("{prog}: invalid option -- '{letter}'")
+        }
+    };
+    eprintln!("{}", diag::sanitize(line.as_bytes()));
+    Error::Usage
+}
+
+/// Fallback for clap errors without context: scan argv the getopt way.
+fn first_unknown_letter(spec: &ToolSpec, argv: &[OsString]) -> Option<char> {
+    for arg in argv.iter().skip(1) {
+        let bytes = arg.as_bytes();
+        if bytes == b"--" || bytes.first() != Some(&b'-') || bytes.len() == 1 {
+            return None;
+        }
+        for ch in String::from_utf8_lossy(&bytes[1..]).chars() {
+            match spec.shorts.iter().find(|o| o.letter == ch) {
+                None => return Some(ch),
+                Some(o) if o.value.is_some() => break,
+                Some(_) => {}
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHORTS: &[ShortOpt] = &[
+        ShortOpt {
+            letter: 'c',
+            value: None,
+            help: "counter",
+        },
+        ShortOpt {
+            letter: 'd',
+            value: None,
+            help: "reuse",
+        },
+        ShortOpt {
+            letter: '4',
+            value: None,
+            help: "v4",
+        },
+        ShortOpt {
+            letter: 's',
+            value: Some("count"),
+            help: "sessions",
+        },
+        ShortOpt {
+            letter: 'f',
+            value: Some("from"),
+            help: "sender",
+        },
+        ShortOpt {
+            letter: 'h',
+            value: Some("host"),
+            help: "hostname",
+        },
+    ];
+    const LONGS: &[LongOpt] = &[
+        LongOpt {
+            name: "report",
+            value: None,
+            help: "report",
+        },
+        LongOpt {
+            name: "json",
+            value: Some("PATH"),
+            help: "json",
+        },
+    ];
+    const SPEC: ToolSpec = ToolSpec {
+        name: "tool",
+        about: "test tool",
+        operands: "host",
+        shorts: SHORTS,
+        longs: LONGS,
+        after_help: "",
+    };
+
+    fn run(argv: &[&str]) -> Result<(Vec<(String, String)>, Vec<String>)> {
+        let argv: Vec<OsString> = std::iter::once("tool")
+            .chain(argv.iter().copied())
+            .map(OsString::from)
+            .collect();
+        match parse(&SPEC, &argv)? {
+            Parsed::Run { opts, operands } => Ok((
+                opts.iter()
+                    .map(|o| {
+                        let k = match o.key {
+                            Key::Short(c) => c.to_string(),
+                            Key::Long(n) => n.to_string(),
+                        };
+                        (k, String::from_utf8_lossy(o.bytes()).into_owned())
+                    })
+                    .collect(),
+                operands
+                    .iter()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .collect(),
+            )),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn o(k: &str, v: &str) -> (String, String) {
+        (k.to_string(), v.to_string())
+    }
+
+    #[test]
+    fn getopt_table() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let cases: Vec<(Vec<&str>, Vec<(String, String)>, Vec<String>)> = vec![
+            (vec!["-c", "x"], vec![o("c", "")], s(&["x"])),
+            (vec!["-cd", "x"], vec![o("c", ""), o("d", "")], s(&["x"])),
+            (vec!["-s20", "x"], vec![o("s", "20")], s(&["x"])),
+            (vec!["-s", "20", "x"], vec![o("s", "20")], s(&["x"])),
+            (
+                vec!["-cs20", "x"],
+                vec![o("c", ""), o("s", "20")],
+                s(&["x"]),
+            ),
+            (vec!["-s", "-5", "x"], vec![o("s", "-5")], s(&["x"])),
+            (vec!["-s", "--", "x"], vec![o("s", "--")], s(&["x"])),
+            (vec!["-f", "", "x"], vec![o("f", "")], s(&["x"])),
+            (
+                vec!["-s", "1", "-c", "-s", "2", "x"],
+                vec![o("s", "1"), o("c", ""), o("s", "2")],
+                s(&["x"]),
+            ),
+            (vec!["x", "-s", "2"], vec![], s(&["x", "-s", "2"])),
+            (vec!["x", "-5"], vec![], s(&["x", "-5"])),
+            (vec!["--", "-c"], vec![], s(&["-c"])),
+            (vec!["-c", "-", "y"], vec![o("c", "")], s(&["-", "y"])),
+            (
+                vec!["-h", "name", "-4", "a", "b"],
+                vec![o("h", "name"), o("4", "")],
+                s(&["a", "b"]),
+            ),
+            (
+                vec!["--report", "-c", "x"],
+                vec![o("report", ""), o("c", "")],
+                s(&["x"]),
+            ),
+            (
+                vec!["--json", "out.json", "x"],
+                vec![o("json", "out.json")],
+                s(&["x"]),
+            ),
+            (vec!["-cc", "x"], vec![o("c", ""), o("c", "")], s(&["x"])),
+            (vec![], vec![], s(&[])),
+        ];
+        for (argv, opts, operands) in cases {
+            let got = run(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+            assert_eq!(got, (opts, operands), "argv {argv:?}");
+        }
+    }
+
+    #[test]
+    fn getopt_errors_are_usage() {
+        for argv in [
+            vec!["-x", "host"],
+            vec!["-cx", "host"],
+            vec!["-s"],
+            vec!["-c", "-s"],
+            vec!["--nope", "host"],
+            vec!["--json"],
+        ] {
+            assert_eq!(run(&argv), Err(Error::Usage), "argv {argv:?}");
+        }
+    }
+
+    #[test]
+    fn help_and_version() {
+        let argv: Vec<OsString> = ["tool", "--help"].iter().map(OsString::from).collect();
+        match parse(&SPEC, &argv).unwrap() {
+            Parsed::Help(text) => {
+                assert!(text.contains("-s <count>"), "{text}");
+                assert!(text.contains("--report"), "{text}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let argv: Vec<OsString> = ["tool", "--version"].iter().map(OsString::from).collect();
+        match parse(&SPEC, &argv).unwrap() {
+            Parsed::Version(text) => assert!(text.contains(env!("CARGO_PKG_VERSION"))),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Sans-IO SMTP pieces: bytes in, events or bytes out. Nothing here imports
+//! tokio or touches a socket, so every rule can be unit tested by feeding
+//! bytes whole, in pieces and one at a time.
+
+pub mod date;
+pub mod hostname;

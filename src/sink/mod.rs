@@ -1,0 +1,1 @@
+//! smtp-sink: the SMTP/LMTP test server. OWNER: sink helper (in progress).

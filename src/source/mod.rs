@@ -1,0 +1,1 @@
+//! smtp-source: the SMTP/LMTP load generator. OWNER: source helper (in progress).

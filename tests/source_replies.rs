@@ -58,7 +58,11 @@ const FULL: [&str; 6] = [
 fn rejects_without_a_are_fatal() {
     let cases: Vec<(&str, Action, &str)> = vec![
         ("HELO", reply("501 no"), "HELO rejected: 501 no"),
-        ("MAIL", reply("550 5.1.0 no"), "sender rejected: 550 5.1.0 no"),
+        (
+            "MAIL",
+            reply("550 5.1.0 no"),
+            "sender rejected: 550 5.1.0 no",
+        ),
         ("MAIL", reply("2500 ok"), "sender rejected: 0 ok"),
         ("RCPT", reply("550 no"), "recipient rejected: 550 no"),
         ("DATA", reply("451 later"), "data rejected: 451 later"),
@@ -124,7 +128,14 @@ fn rejects_with_a_warn_and_continue() {
             "DATA",
             reply("451 later"),
             "data rejected: 451 later",
-            vec!["HELO vm", "MAIL FROM:<foo@vm>", "RCPT TO:<foo@vm>", "DATA", "RSET", "QUIT"],
+            vec![
+                "HELO vm",
+                "MAIL FROM:<foo@vm>",
+                "RCPT TO:<foo@vm>",
+                "DATA",
+                "RSET",
+                "QUIT",
+            ],
         ),
         (
             "DATA",
@@ -132,7 +143,12 @@ fn rejects_with_a_warn_and_continue() {
             "data rejected: 421 bye",
             vec!["HELO vm", "MAIL FROM:<foo@vm>", "RCPT TO:<foo@vm>", "DATA"],
         ),
-        (".", reply("554 spam"), "end of data rejected: 554 spam", FULL.to_vec()),
+        (
+            ".",
+            reply("554 spam"),
+            "end of data rejected: 554 spam",
+            FULL.to_vec(),
+        ),
         (
             ".",
             reply("421 bye"),
@@ -174,7 +190,10 @@ fn rset_reply_rules() {
         out.stderr_text(),
         "smtp-source: warning: sender rejected: 550 no\nsmtp-source: warning: rset rejected: 500 huh\n"
     );
-    assert_eq!(strs(&cmds[0]), ["HELO vm", "MAIL FROM:<foo@vm>", "RSET", "QUIT"]);
+    assert_eq!(
+        strs(&cmds[0]),
+        ["HELO vm", "MAIL FROM:<foo@vm>", "RSET", "QUIT"]
+    );
 
     let rules = |cmd: &Cmd| match cmd.verb.as_str() {
         "MAIL" => Some(reply("550 no")),
@@ -195,25 +214,59 @@ fn rset_reply_rules() {
 #[test]
 fn rejected_mail_with_reuse() {
     // Spec 14 #13.
-    let (out, cmds) = run_with(&["-A", "-d", "-m", "2"], banner(), false, on("MAIL", reply("550 no")));
+    let (out, cmds) = run_with(
+        &["-A", "-d", "-m", "2"],
+        banner(),
+        false,
+        on("MAIL", reply("550 no")),
+    );
     assert_eq!(out.code(), Some(0));
-    assert_eq!(out.stderr_text().matches("warning: sender rejected: 550 no").count(), 2);
+    assert_eq!(
+        out.stderr_text()
+            .matches("warning: sender rejected: 550 no")
+            .count(),
+        2
+    );
     assert_eq!(cmds.len(), 1);
     assert_eq!(
         strs(&cmds[0]),
-        ["HELO vm", "MAIL FROM:<foo@vm>", "RSET", "MAIL FROM:<foo@vm>", "RSET", "QUIT"]
+        [
+            "HELO vm",
+            "MAIL FROM:<foo@vm>",
+            "RSET",
+            "MAIL FROM:<foo@vm>",
+            "RSET",
+            "QUIT"
+        ]
     );
 }
 
 #[test]
 fn recipient_rejects() {
     // Spec 14 #14: all rejected -> RSET, QUIT, no DATA.
-    let (out, cmds) = run_with(&["-A", "-r", "2"], banner(), false, on("RCPT", reply("550 no")));
+    let (out, cmds) = run_with(
+        &["-A", "-r", "2"],
+        banner(),
+        false,
+        on("RCPT", reply("550 no")),
+    );
     assert_eq!(out.code(), Some(0));
-    assert_eq!(out.stderr_text().matches("recipient rejected: 550 no").count(), 2);
+    assert_eq!(
+        out.stderr_text()
+            .matches("recipient rejected: 550 no")
+            .count(),
+        2
+    );
     assert_eq!(
         strs(&cmds[0]),
-        ["HELO vm", "MAIL FROM:<foo@vm>", "RCPT TO:<foo0@vm>", "RCPT TO:<foo1@vm>", "RSET", "QUIT"]
+        [
+            "HELO vm",
+            "MAIL FROM:<foo@vm>",
+            "RCPT TO:<foo0@vm>",
+            "RCPT TO:<foo1@vm>",
+            "RSET",
+            "QUIT"
+        ]
     );
     // One of two rejected: DATA goes ahead; To: has the last number sent.
     let (out, cmds) = run_with(&["-A", "-r", "2"], banner(), false, |cmd: &Cmd| {
@@ -222,25 +275,44 @@ fn recipient_rejects() {
     assert_eq!(out.code(), Some(0));
     assert!(cmds[0].contains(&"DATA".to_string()));
     // Spec 14 #15: 421 on the first RCPT closes at once; numbering goes on.
-    let (out, cmds) = run_with(&["-A", "-r", "2", "-m", "2"], banner(), false, |cmd: &Cmd| {
-        (cmd.verb == "RCPT" && cmd.conn == 0).then(|| reply("421 closing"))
-    });
+    let (out, cmds) = run_with(
+        &["-A", "-r", "2", "-m", "2"],
+        banner(),
+        false,
+        |cmd: &Cmd| (cmd.verb == "RCPT" && cmd.conn == 0).then(|| reply("421 closing")),
+    );
     assert_eq!(out.code(), Some(0), "{}", out.stderr_text());
     assert_eq!(
         out.stderr_text(),
         "smtp-source: warning: recipient rejected: 421 closing\n"
     );
     assert_eq!(cmds.len(), 2);
-    assert_eq!(strs(&cmds[0]), ["HELO vm", "MAIL FROM:<foo@vm>", "RCPT TO:<foo0@vm>"]);
+    assert_eq!(
+        strs(&cmds[0]),
+        ["HELO vm", "MAIL FROM:<foo@vm>", "RCPT TO:<foo0@vm>"]
+    );
     assert_eq!(
         strs(&cmds[1]),
-        ["HELO vm", "MAIL FROM:<foo@vm>", "RCPT TO:<foo1@vm>", "RCPT TO:<foo2@vm>", "DATA", ".", "QUIT"]
+        [
+            "HELO vm",
+            "MAIL FROM:<foo@vm>",
+            "RCPT TO:<foo1@vm>",
+            "RCPT TO:<foo2@vm>",
+            "DATA",
+            ".",
+            "QUIT"
+        ]
     );
 }
 
 #[test]
 fn quit_reply_is_not_checked_but_required() {
-    let (out, _) = run_with(&[], banner(), false, on("QUIT", Action::ReplyClose(b"500 no\r\n".to_vec())));
+    let (out, _) = run_with(
+        &[],
+        banner(),
+        false,
+        on("QUIT", Action::ReplyClose(b"500 no\r\n".to_vec())),
+    );
     assert_eq!(out.code(), Some(0));
     assert_eq!(out.stderr_text(), "");
     let (out, _) = run_with(&["-A"], banner(), false, on("QUIT", Action::Close));
@@ -260,14 +332,21 @@ fn lost_connection_contexts() {
         (".", &[], "lost connection while sending message"),
     ];
     for (verb, args, text) in cases {
-        let (out, _) = run_with(args, banner(), args.contains(&"-L"), on(verb, Action::Close));
+        let (out, _) = run_with(
+            args,
+            banner(),
+            args.contains(&"-L"),
+            on(verb, Action::Close),
+        );
         fatal(&out, text);
     }
     // RSET reply lost: "sending message".
-    let (out, _) = run_with(&["-A"], banner(), false, |cmd: &Cmd| match cmd.verb.as_str() {
-        "MAIL" => Some(reply("550 no")),
-        "RSET" => Some(Action::Close),
-        _ => None,
+    let (out, _) = run_with(&["-A"], banner(), false, |cmd: &Cmd| {
+        match cmd.verb.as_str() {
+            "MAIL" => Some(reply("550 no")),
+            "RSET" => Some(Action::Close),
+            _ => None,
+        }
     });
     assert_eq!(out.code(), Some(1));
     assert!(out
@@ -318,7 +397,12 @@ smtp-source: fatal: lost connection while reading server greeting\n"
 fn reply_syntax_variants() {
     // Bare LF, extra CRs, continuation with odd digit counts.
     let banner = Action::Reply(b"220-a\n2-b\r\r\n-c\r\n220 d\r\n".to_vec());
-    let (out, cmds) = run_with(&["-v"], banner, false, on("HELO", Action::Reply(b"250 ok\n".to_vec())));
+    let (out, cmds) = run_with(
+        &["-v"],
+        banner,
+        false,
+        on("HELO", Action::Reply(b"250 ok\n".to_vec())),
+    );
     assert_eq!(out.code(), Some(0), "{}", out.stderr_text());
     assert_eq!(strs(&cmds[0]), FULL);
     let err = out.stderr_text();
@@ -336,7 +420,15 @@ fn lmtp_one_reply_per_accepted_recipient() {
     assert_eq!(out.code(), Some(0), "{}", out.stderr_text());
     assert_eq!(
         strs(&cmds[0]),
-        ["LHLO vm", "MAIL FROM:<foo@vm>", "RCPT TO:<foo0@vm>", "RCPT TO:<foo1@vm>", "DATA", ".", "QUIT"]
+        [
+            "LHLO vm",
+            "MAIL FROM:<foo@vm>",
+            "RCPT TO:<foo0@vm>",
+            "RCPT TO:<foo1@vm>",
+            "DATA",
+            ".",
+            "QUIT"
+        ]
     );
     // Each end-of-data reply is judged: the second of three rejected.
     let (out, _) = run_with(&["-L", "-A", "-r", "3"], banner(), true, |cmd: &Cmd| {

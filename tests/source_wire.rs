@@ -116,7 +116,11 @@ fn old_mode_reuse_lmtp_and_subject() {
     let t = transcripts(&["-M", "vm", "-m", "2", "-o", "-L"]);
     assert_eq!(t.len(), 2);
     for conn in &t {
-        assert!(conn.starts_with(b"MAIL FROM:<foo@vm>\r\n"), "{}", show(conn));
+        assert!(
+            conn.starts_with(b"MAIL FROM:<foo@vm>\r\n"),
+            "{}",
+            show(conn)
+        );
         assert!(conn.ends_with(b".\r\nQUIT\r\n"));
     }
     let cap = Capture::start(capture::reply("220 lmtp"), capture::lmtp_script());
@@ -142,7 +146,18 @@ fn recipient_numbering() {
     assert!(text.contains("To: <foo+2@example.com>\r\n"), "{text}");
 
     // -N -r 2 -m 2 -d: 0,1 then 2,3; To: 1 and 3.
-    let t = transcripts(&["-M", "vm", "-N", "-r", "2", "-m", "2", "-d", "-t", "foo+@example.com"]);
+    let t = transcripts(&[
+        "-M",
+        "vm",
+        "-N",
+        "-r",
+        "2",
+        "-m",
+        "2",
+        "-d",
+        "-t",
+        "foo+@example.com",
+    ]);
     let text = String::from_utf8_lossy(&t[0]).into_owned();
     let rcpts: Vec<&str> = text.lines().filter(|l| l.starts_with("RCPT")).collect();
     assert_eq!(
@@ -258,7 +273,11 @@ fn generated_body_bytes() {
 fn file_body() {
     let dir = common::tempdir();
     let path = dir.path().join("msg");
-    std::fs::write(&path, b"Subject: test\n\n.dot line\n..two dots\n\nlast\r\nnoeol").unwrap();
+    std::fs::write(
+        &path,
+        b"Subject: test\n\n.dot line\n..two dots\n\nlast\r\nnoeol",
+    )
+    .unwrap();
     let p = path.to_str().unwrap();
     let t = transcripts(&["-M", "vm", "-F", p]);
     let want = b"HELO vm\r\nMAIL FROM:<foo@vm>\r\nRCPT TO:<foo@vm>\r\nDATA\r\n\
@@ -285,7 +304,10 @@ fn address_literal_hostname_is_used_verbatim() {
     let out = run_source(&our_source(), &["-M", "[1.2.3.4]"], &cap);
     assert_eq!(out.code(), Some(0), "{}", out.stderr_text());
     let t = String::from_utf8_lossy(&cap.transcripts()[0]).into_owned();
-    assert!(t.starts_with("HELO [1.2.3.4]\r\nMAIL FROM:<foo@[1.2.3.4]>\r\n"), "{t}");
+    assert!(
+        t.starts_with("HELO [1.2.3.4]\r\nMAIL FROM:<foo@[1.2.3.4]>\r\n"),
+        "{t}"
+    );
     assert!(t.contains(".0000@[1.2.3.4]>\r\n"), "{t}");
 }
 

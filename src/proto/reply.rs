@@ -203,11 +203,17 @@ mod tests {
 
     /// Feed `input` split into `pieces`-byte chunks (0 = whole) and collect
     /// (lines, replies as (code, text), disabled).
-    fn run(input: &[u8], pieces: usize) -> (Vec<Vec<u8>>, Vec<(u32, Vec<u8>)>, bool) {
+    type Outcome = (Vec<Vec<u8>>, Vec<(u32, Vec<u8>)>, bool);
+
+    fn run(input: &[u8], pieces: usize) -> Outcome {
         let mut p = ReplyParser::new();
         let mut lines = Vec::new();
         let mut replies = Vec::new();
-        let step = if pieces == 0 { input.len().max(1) } else { pieces };
+        let step = if pieces == 0 {
+            input.len().max(1)
+        } else {
+            pieces
+        };
         let mut pending: Vec<u8> = Vec::new();
         for chunk in input.chunks(step) {
             pending.extend_from_slice(chunk);
@@ -255,9 +261,17 @@ mod tests {
             (b"2500 ok\r\n", &[b"2500 ok"], &[(0, b"ok")]),
             (b"hello\r\n", &[b"hello"], &[(0, b"hello")]),
             (b"25 x\r\n", &[b"25 x"], &[(0, b"x")]),
-            (b"-cont\r\n250 z\r\n", &[b"-cont", b"250 z"], &[(250, b"cont\nz")]),
+            (
+                b"-cont\r\n250 z\r\n",
+                &[b"-cont", b"250 z"],
+                &[(250, b"cont\nz")],
+            ),
             (b"250\r\n", &[b"250"], &[(250, b"")]),
-            (b"250-\r\n250 \t x\r\n", &[b"250-", b"250 \t x"], &[(250, b"\nx")]),
+            (
+                b"250-\r\n250 \t x\r\n",
+                &[b"250-", b"250 \t x"],
+                &[(250, b"\nx")],
+            ),
             (
                 b"250 a\x80b\x00c\td\r\n",
                 &[b"250 a?b?c\td"],

@@ -331,7 +331,10 @@ impl SourceConfig {
                     if name.first() == Some(&b'[') {
                         if let Err(w) = hostname::check_address_literal(name) {
                             diag::warning(&w);
-                            return Err(Error::fatal(format!("bad address literal: {}", text(name))));
+                            return Err(Error::fatal(format!(
+                                "bad address literal: {}",
+                                text(name)
+                            )));
                         }
                     } else if let Err(w) = hostname::check_hostname(name) {
                         diag::warning(&w);
@@ -347,7 +350,9 @@ impl SourceConfig {
                 }
                 'R' => {
                     if c.fixed_delay.is_some() {
-                        return Err(Error::fatal("do not use -w and -R options at the same time"));
+                        return Err(Error::fatal(
+                            "do not use -w and -R options at the same time",
+                        ));
                     }
                     c.random_delay = Some(positive(opt, "bad random delay")? as u32);
                 }
@@ -358,7 +363,9 @@ impl SourceConfig {
                 'v' => c.verbose += 1,
                 'w' => {
                     if c.random_delay.is_some() {
-                        return Err(Error::fatal("do not use -w and -R options at the same time"));
+                        return Err(Error::fatal(
+                            "do not use -w and -R options at the same time",
+                        ));
                     }
                     c.fixed_delay = Some(positive(opt, "bad fixed delay")? as u32);
                 }
@@ -428,11 +435,26 @@ mod tests {
             (&["-w", "0", "h"], "bad fixed delay: 0"),
             (&["-s", "0", "h"], "bad session count: 0"),
             (&["-T", "0", "h"], "bad TCP window size: 0"),
-            (&["-w", "1", "-R", "1", "h"], "do not use -w and -R options at the same time"),
-            (&["-R", "1", "-w", "1", "h"], "do not use -w and -R options at the same time"),
-            (&["-l", "10", "-F", "f", "h"], "-l option cannot be used with -F"),
-            (&["-F", "f", "-l", "10", "h"], "-l option cannot be used with -F"),
-            (&["-F", "f", "-l", "0", "h"], "-l option cannot be used with -F"),
+            (
+                &["-w", "1", "-R", "1", "h"],
+                "do not use -w and -R options at the same time",
+            ),
+            (
+                &["-R", "1", "-w", "1", "h"],
+                "do not use -w and -R options at the same time",
+            ),
+            (
+                &["-l", "10", "-F", "f", "h"],
+                "-l option cannot be used with -F",
+            ),
+            (
+                &["-F", "f", "-l", "10", "h"],
+                "-l option cannot be used with -F",
+            ),
+            (
+                &["-F", "f", "-l", "0", "h"],
+                "-l option cannot be used with -F",
+            ),
             // Checked before the operand count.
             (&["-m", "0"], "bad message count: 0"),
             (&["-m", "0", "a", "b"], "bad message count: 0"),
@@ -456,7 +478,10 @@ mod tests {
         assert_eq!(c.connect_attempts, 1);
         assert!(!c.numbering && !c.reuse && !c.lmtp && !c.old_mode);
         assert_eq!(c.endpoint, b"h");
-        let c = parse(&["-m5abc", "-cd", "-s", " 20", "-r", "1", "-F", "a", "-F", "b", "h"]).unwrap();
+        let c = parse(&[
+            "-m5abc", "-cd", "-s", " 20", "-r", "1", "-F", "a", "-F", "b", "h",
+        ])
+        .unwrap();
         assert_eq!(c.messages, 5);
         assert_eq!(c.sessions, 20);
         assert!(c.counter && c.reuse && c.numbering);

@@ -86,8 +86,7 @@ pub async fn connect(target: &Target, window: Option<u32>) -> Result<Stream, Con
             let sock =
                 Socket::new(Domain::UNIX, Type::STREAM, None).map_err(ConnectError::Socket)?;
             tune(SockRef::from(&sock), window, false);
-            sock.set_nonblocking(true)
-                .map_err(ConnectError::Socket)?;
+            sock.set_nonblocking(true).map_err(ConnectError::Socket)?;
             let addr = SockAddr::unix(path).map_err(ConnectError::Connect)?;
             match sock.connect(&addr) {
                 Ok(()) => {}

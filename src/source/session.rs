@@ -73,9 +73,10 @@ fn is_closing(code: u32) -> bool {
 
 impl Session {
     pub(crate) fn new(shared: Arc<Shared>, index: u32) -> Session {
-        let rng = shared.config.random_delay.map(|_| {
-            SmallRng::seed_from_u64(u64::from(shared.pid) << 32 | u64::from(index))
-        });
+        let rng = shared
+            .config
+            .random_delay
+            .map(|_| SmallRng::seed_from_u64(u64::from(shared.pid) << 32 | u64::from(index)));
         Session {
             attempts_left: shared.config.connect_attempts,
             shared,
@@ -342,8 +343,7 @@ impl Session {
         let replies = if config.lmtp { accepted } else { 1 };
         for _ in 0..replies {
             let code = self.reply(Ctx::Message).await?;
-            if code / 100 != 2 && self.reject("end of data rejected", code, true)? == Next::Close
-            {
+            if code / 100 != 2 && self.reject("end of data rejected", code, true)? == Next::Close {
                 self.close();
                 return Ok(());
             }

@@ -209,7 +209,9 @@ impl Capture {
     /// The records so far, without waiting.
     pub fn snapshot(&self) -> Vec<Record> {
         let list = self.state.transcripts.lock().expect("lock");
-        list.iter().map(|t| t.lock().expect("lock").clone()).collect()
+        list.iter()
+            .map(|t| t.lock().expect("lock").clone())
+            .collect()
     }
 
     /// Number of connections accepted so far.
@@ -297,7 +299,11 @@ fn serve(
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
-        transcript.lock().expect("lock").raw.extend_from_slice(&line);
+        transcript
+            .lock()
+            .expect("lock")
+            .raw
+            .extend_from_slice(&line);
         let text = line.strip_suffix(b"\r\n").unwrap_or(&line).to_vec();
         if in_data {
             if text != b"." {

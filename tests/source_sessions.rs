@@ -16,7 +16,16 @@ use smtpstone::Error;
 #[test]
 fn pool_is_checked_before_decrement() {
     // Spec 14 #20: -s 3 -m 2 makes two connections; the counter is -1.
-    let cap = Capture::default_smtp();
+    // QUIT is answered late so that no session ends (and decrements the
+    // counter again) before the other has sent its headers.
+    let script = Arc::new(|cmd: &Cmd| {
+        if cmd.verb == "QUIT" {
+            Action::Delay(Duration::from_millis(300), b"221 bye\r\n".to_vec())
+        } else {
+            default_action(cmd, false)
+        }
+    });
+    let cap = Capture::start(reply("220 hi"), script);
     let out = run_source(&our_source(), &["-M", "vm", "-s", "3", "-m", "2"], &cap);
     assert_eq!(out.code(), Some(0), "{}", out.stderr_text());
     let t = cap.transcripts();

@@ -4,3 +4,5 @@
 
 pub mod date;
 pub mod hostname;
+pub mod data;
+pub mod line;

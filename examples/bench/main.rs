@@ -1,0 +1,893 @@
+//! Side-by-side benchmark of our `smtp-source`/`smtp-sink` and Postfix's
+//! (issue #5).
+//!
+//! ```text
+//! cargo run --release --example bench -- [--rounds N] [--workload NAME…] [--json FILE]
+//!     [--ours-dir DIR] [--postfix-dir DIR] [--quick | --scale N] [--timeout SECS] [--no-build]
+//! ```
+//!
+//! Every traffic workload runs the matrix source ∈ {Postfix, ours} × sink ∈
+//! {Postfix, ours}; the cells alternate within each round so that machine
+//! drift hits all of them alike. Each cell gets a fresh sink on a free
+//! loopback port. Measured: the source's wall time and CPU (wait4 rusage),
+//! the sink's CPU (utime+stime delta of /proc/PID/stat across the run). The
+//! `idle` workload holds N connected idle sessions against each sink and
+//! reports the sink's resident memory growth per session. Markdown goes to
+//! stdout, progress to stderr, raw samples to `--json FILE`.
+//!
+//! Without `--ours-dir`, the bench runs `cargo build --release --bins` and
+//! uses the binaries of the target directory it was itself built in. Point
+//! `--ours-dir /usr/sbin` (or env `SMTPSTONE_BENCH_OURS_DIR`) at Postfix to
+//! check the bench itself with Postfix in all four roles.
+
+mod model;
+
+use model::{
+    Cell, IdleSample, Kind, Outcome, Report, RunSample, Side, Workload, CELLS, IDLE_SINKS,
+    WORKLOADS,
+};
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Listen backlog passed to the sinks; the kernel caps it at somaxconn.
+const SINK_BACKLOG: u32 = 4096;
+/// Listen backlog for the idle workload (sessions arrive in bursts).
+const IDLE_BACKLOG: u32 = 16384;
+/// How long a fresh sink may take to accept its first connection.
+const SINK_READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Attempts at starting a sink on a free port before giving up on a cell.
+const SINK_START_ATTEMPTS: u32 = 8;
+/// Idle sessions opened before their greetings are collected (bounds the
+/// number of connections waiting in the sink's accept queue).
+const IDLE_BATCH: usize = 256;
+/// Pause after the last idle greeting before reading VmRSS, so that the
+/// sink has finished whatever it does right after greeting.
+const IDLE_SETTLE: Duration = Duration::from_millis(500);
+/// Bytes of a failing process's stderr kept for the report.
+const DETAIL_BYTES: usize = 2000;
+
+struct Options {
+    rounds: u32,
+    workloads: Vec<Workload>,
+    json: Option<PathBuf>,
+    ours_source: PathBuf,
+    ours_sink: PathBuf,
+    postfix_source: PathBuf,
+    postfix_sink: PathBuf,
+    scale: u64,
+    timeout: Duration,
+}
+
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn cli() -> clap::Command {
+    use clap::{value_parser, Arg, ArgAction};
+    let names: Vec<&str> = WORKLOADS.iter().map(|w| w.name).collect();
+    clap::Command::new("bench")
+        .about("Benchmark our smtp-source/smtp-sink against Postfix's, side by side")
+        .arg(
+            Arg::new("rounds")
+                .long("rounds")
+                .value_name("N")
+                .default_value("3")
+                .value_parser(value_parser!(u32).range(1..))
+                .help("Rounds; every round runs every cell of every workload once"),
+        )
+        .arg(
+            Arg::new("workload")
+                .long("workload")
+                .value_name("NAME")
+                .num_args(1..)
+                .action(ArgAction::Append)
+                .value_parser(names)
+                .help("Workloads to run, in this order (default: all)"),
+        )
+        .arg(Arg::new("json").long("json").value_name("FILE").help("Write every raw sample as JSON"))
+        .arg(
+            Arg::new("ours-dir")
+                .long("ours-dir")
+                .value_name("DIR")
+                .help("Directory with our smtp-source and smtp-sink [env SMTPSTONE_BENCH_OURS_DIR; default: build and use target/release]"),
+        )
+        .arg(
+            Arg::new("postfix-dir")
+                .long("postfix-dir")
+                .value_name("DIR")
+                .default_value("/usr/sbin")
+                .help("Directory with Postfix's smtp-source and smtp-sink"),
+        )
+        .arg(
+            Arg::new("quick")
+                .long("quick")
+                .action(ArgAction::SetTrue)
+                .conflicts_with("scale")
+                .help("Scale message and idle-session counts down by 10"),
+        )
+        .arg(
+            Arg::new("scale")
+                .long("scale")
+                .value_name("N")
+                .value_parser(value_parser!(u64).range(1..))
+                .help("Scale message and idle-session counts down by N"),
+        )
+        .arg(
+            Arg::new("timeout")
+                .long("timeout")
+                .value_name("SECS")
+                .default_value("300")
+                .value_parser(value_parser!(u64).range(1..))
+                .help("Time limit of every single run"),
+        )
+        .arg(
+            Arg::new("no-build")
+                .long("no-build")
+                .action(ArgAction::SetTrue)
+                .help("Do not run `cargo build --release --bins` first"),
+        )
+}
+
+fn real_main() -> Result<ExitCode, String> {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let m = cli().get_matches_from(&argv);
+    let scale = if m.get_flag("quick") {
+        10
+    } else {
+        m.get_one::<u64>("scale").copied().unwrap_or(1)
+    };
+    let workloads: Vec<Workload> = match m.get_many::<String>("workload") {
+        None => WORKLOADS.to_vec(),
+        Some(names) => {
+            let mut v: Vec<Workload> = Vec::new();
+            for n in names {
+                let w = model::workload(n).ok_or_else(|| format!("unknown workload {n}"))?;
+                if !v.contains(&w) {
+                    v.push(w);
+                }
+            }
+            v
+        }
+    };
+    let workloads: Vec<Workload> = workloads.into_iter().map(|w| w.scaled(scale)).collect();
+
+    let ours_dir = match m.get_one::<String>("ours-dir").map(PathBuf::from) {
+        Some(d) => d,
+        None => match std::env::var_os("SMTPSTONE_BENCH_OURS_DIR") {
+            Some(d) => PathBuf::from(d),
+            None => {
+                if !m.get_flag("no-build") {
+                    cargo_build()?;
+                }
+                release_dir()?
+            }
+        },
+    };
+    let postfix_dir = PathBuf::from(m.get_one::<String>("postfix-dir").expect("has default"));
+    let opts = Options {
+        rounds: *m.get_one::<u32>("rounds").expect("has default"),
+        workloads,
+        json: m.get_one::<String>("json").map(PathBuf::from),
+        ours_source: ours_dir.join("smtp-source"),
+        ours_sink: ours_dir.join("smtp-sink"),
+        postfix_source: postfix_dir.join("smtp-source"),
+        postfix_sink: postfix_dir.join("smtp-sink"),
+        scale,
+        timeout: Duration::from_secs(*m.get_one::<u64>("timeout").expect("has default")),
+    };
+    for p in [
+        &opts.ours_source,
+        &opts.ours_sink,
+        &opts.postfix_source,
+        &opts.postfix_sink,
+    ] {
+        if !p.is_file() {
+            return Err(format!("{}: no such file", p.display()));
+        }
+    }
+    raise_nofile_limit();
+
+    let mut runs: Vec<RunSample> = Vec::new();
+    let mut idle: Vec<IdleSample> = Vec::new();
+    let started = Instant::now();
+    for round in 1..=opts.rounds {
+        for w in &opts.workloads {
+            match w.kind {
+                Kind::Traffic { .. } => {
+                    for cell in CELLS {
+                        let s = run_cell(&opts, w, round, cell);
+                        progress_run(&opts, &s, started);
+                        runs.push(s);
+                    }
+                }
+                Kind::Idle { sessions } => {
+                    for sink in IDLE_SINKS {
+                        let s = run_idle(&opts, w, round, sink, sessions);
+                        progress_idle(&opts, &s, started);
+                        idle.push(s);
+                    }
+                }
+            }
+        }
+    }
+
+    let header = report_header(&argv, &opts);
+    let md = model::render_markdown(&Report {
+        header: header.clone(),
+        workloads: &opts.workloads,
+        rounds: opts.rounds,
+        runs: &runs,
+        idle: &idle,
+        scaled: opts.scale != 1,
+    });
+    print!("{md}");
+    if let Some(path) = &opts.json {
+        let doc = serde_json::json!({
+            "header": header,
+            "command": argv.iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>(),
+            "rounds": opts.rounds,
+            "scale": opts.scale,
+            "timeout_s": opts.timeout.as_secs(),
+            "binaries": {
+                "ours_source": opts.ours_source, "ours_sink": opts.ours_sink,
+                "postfix_source": opts.postfix_source, "postfix_sink": opts.postfix_sink,
+            },
+            "workloads": opts.workloads.iter().map(|w| serde_json::json!({
+                "name": w.name, "description": w.describe(),
+                "source_args": w.source_args(), "sink_args": w.sink_args(),
+            })).collect::<Vec<_>>(),
+            "runs": runs,
+            "idle": idle,
+        });
+        let text = serde_json::to_string_pretty(&doc).map_err(|e| format!("json: {e}"))?;
+        std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let failed = runs.iter().filter(|s| !s.outcome.is_ok()).count()
+        + idle.iter().filter(|s| !s.outcome.is_ok()).count();
+    if failed > 0 {
+        eprintln!("bench: {failed} run(s) failed (see the Failures section)");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------------------
+// Locating binaries, machine description
+// ---------------------------------------------------------------------------
+
+fn cargo_build() -> Result<(), String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    eprintln!("bench: cargo build --release --bins");
+    let st = Command::new(cargo)
+        .args(["build", "--release", "--bins"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !st.success() {
+        return Err(format!("cargo build --release --bins failed: {st}"));
+    }
+    Ok(())
+}
+
+/// The `release` directory of the target directory this example lives in
+/// (`target/release/examples/bench` → `target/release`).
+fn release_dir() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| format!("{}: unexpected location", exe.display()))?;
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        return Ok(profile_dir.to_path_buf());
+    }
+    let sibling = profile_dir.with_file_name("release");
+    eprintln!(
+        "bench: warning: the bench itself was not built with --release; using {}",
+        sibling.display()
+    );
+    Ok(sibling)
+}
+
+fn report_header(argv: &[OsString], opts: &Options) -> Vec<String> {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let nproc = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let cmd: Vec<String> = argv
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    vec![
+        "## smtpstone benchmark".into(),
+        String::new(),
+        format!("- date: {}", model::utc_string(now)),
+        format!("- machine: {nproc} CPU(s), {cpu}, Linux {kernel}"),
+        format!(
+            "- command: `cargo run --release --example bench --{}{}`",
+            if cmd.is_empty() { "" } else { " " },
+            cmd.join(" ")
+        ),
+        format!(
+            "- ours: `{}`, `{}`; Postfix: `{}`, `{}`",
+            opts.ours_source.display(),
+            opts.ours_sink.display(),
+            opts.postfix_source.display(),
+            opts.postfix_sink.display()
+        ),
+    ]
+}
+
+fn progress_run(opts: &Options, s: &RunSample, started: Instant) {
+    let what = match (&s.outcome, s.wall_s) {
+        (Outcome::Ok, Some(w)) => format!(
+            "{w:.3} s, {:.0} msg/s, source CPU {:.3} s, sink CPU {:.3} s",
+            s.msgs_per_s().unwrap_or(0.0),
+            s.source_cpu_s().unwrap_or(0.0),
+            s.sink_cpu_s.unwrap_or(0.0)
+        ),
+        (o, _) => format!(
+            "FAILED: {}{}",
+            o.label(),
+            s.detail
+                .as_deref()
+                .map(|d| format!(": {}", model::one_line(d)))
+                .unwrap_or_default()
+        ),
+    };
+    eprintln!(
+        "[{:>6.1}s] round {}/{} {:<5} source {:<7} sink {:<7} {what}",
+        started.elapsed().as_secs_f64(),
+        s.round,
+        opts.rounds,
+        s.workload,
+        s.source.to_string(),
+        s.sink.to_string()
+    );
+}
+
+fn progress_idle(opts: &Options, s: &IdleSample, started: Instant) {
+    let what = match (&s.outcome, s.kib_per_session()) {
+        (Outcome::Ok, Some(k)) => format!(
+            "{} sessions, RSS {} → {} KiB, {k:.2} KiB/session",
+            s.sessions_open,
+            s.rss_before_kib.unwrap_or(0),
+            s.rss_after_kib.unwrap_or(0)
+        ),
+        (o, _) => format!(
+            "FAILED: {} ({} of {} open){}",
+            o.label(),
+            s.sessions_open,
+            s.sessions_target,
+            s.detail
+                .as_deref()
+                .map(|d| format!(": {}", model::one_line(d)))
+                .unwrap_or_default()
+        ),
+    };
+    eprintln!(
+        "[{:>6.1}s] round {}/{} {:<5} sink {:<7} {what}",
+        started.elapsed().as_secs_f64(),
+        s.round,
+        opts.rounds,
+        s.workload,
+        s.sink.to_string()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Process plumbing
+// ---------------------------------------------------------------------------
+
+/// Raise the soft open-file limit to the hard limit; children inherit it.
+/// (`wide` needs >1000 descriptors per process, `idle` >10,000.)
+fn raise_nofile_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                eprintln!("bench: warning: cannot raise RLIMIT_NOFILE to {hard}: {e}");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!("bench: warning: getrlimit: {e}"),
+    }
+}
+
+fn ticks_per_second() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as u64
+    } else {
+        100
+    }
+}
+
+fn read_stat(pid: u32) -> Result<model::ProcStat, String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
+    model::parse_proc_stat(&text).map_err(|e| e.to_string())
+}
+
+fn read_rss_kib(pid: u32) -> Result<u64, String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|e| format!("/proc/{pid}/status: {e}"))?;
+    model::parse_vm_rss_kib(&text).ok_or_else(|| format!("/proc/{pid}/status: no VmRSS"))
+}
+
+/// The first `DETAIL_BYTES` of a captured stderr file, or `None` if empty.
+fn captured(mut f: &File) -> Option<String> {
+    let mut buf = Vec::new();
+    f.seek(SeekFrom::Start(0)).ok()?;
+    f.take(DETAIL_BYTES as u64).read_to_end(&mut buf).ok()?;
+    let s = String::from_utf8_lossy(&buf).trim().to_string();
+    (!s.is_empty()).then_some(s)
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// A running sink. Killed (SIGKILL) and reaped on drop.
+struct Sink {
+    child: Child,
+    port: u16,
+    stderr: File,
+}
+
+impl Sink {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `Some(detail)` if the sink has exited.
+    fn exited(&mut self) -> Option<String> {
+        match self.child.try_wait() {
+            Ok(Some(st)) => Some(format!(
+                "sink exited ({st}){}",
+                captured(&self.stderr)
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            )),
+            Ok(None) => None,
+            Err(e) => Some(format!("sink wait: {e}")),
+        }
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port below the kernel's ephemeral range (so that neither other
+/// processes binding port 0 nor the tens of thousands of outgoing source
+/// connections can be handed the same number) that is free right now.
+fn pick_port() -> Option<u16> {
+    use rand::Rng;
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| {
+            t.split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u16>().ok())
+        })
+        .unwrap_or(32768);
+    let (lo, hi) = if low > 12_000 {
+        (10_000u16, low)
+    } else {
+        (40_000u16, 60_000u16)
+    };
+    let mut rng = rand::thread_rng();
+    for _ in 0..100 {
+        let p = rng.gen_range(lo..hi);
+        // std's bind sets SO_REUSEADDR but not SO_REUSEPORT: this fails if
+        // anybody listens on the port.
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, p)).is_ok() {
+            return Some(p);
+        }
+    }
+    // Fall back to a kernel-chosen port.
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .ok()?
+        .local_addr()
+        .ok()
+        .map(|a| a.port())
+}
+
+/// Start a sink and wait until it greets with our unique hostname and is
+/// the only listener on its port. Retries on port races.
+fn start_sink(bin: &Path, workload_args: &[String], backlog: u32) -> Result<Sink, String> {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let mut last_err = String::from("no attempt");
+    for _ in 0..SINK_START_ATTEMPTS {
+        let Some(port) = pick_port() else {
+            last_err = "no free port".into();
+            continue;
+        };
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let token = format!("bench{}x{n}", std::process::id());
+        let stderr = tempfile::tempfile().map_err(|e| format!("tempfile: {e}"))?;
+        let mut cmd = Command::new(bin);
+        if is_root() {
+            cmd.args(["-u", "nobody"]);
+        }
+        cmd.args(["-h", &token])
+            .args(workload_args)
+            .arg(format!("127.0.0.1:{port}"))
+            .arg(backlog.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                stderr.try_clone().map_err(|e| format!("dup: {e}"))?,
+            ));
+        let child = cmd.spawn().map_err(|e| format!("{}: {e}", bin.display()))?;
+        let mut sink = Sink {
+            child,
+            port,
+            stderr,
+        };
+        match wait_sink_ready(&mut sink, &token) {
+            Ok(()) => return Ok(sink),
+            Err(e) => last_err = e,
+        }
+    }
+    Err(last_err)
+}
+
+fn wait_sink_ready(sink: &mut Sink, token: &str) -> Result<(), String> {
+    let deadline = Instant::now() + SINK_READY_TIMEOUT;
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, sink.port));
+    loop {
+        if let Some(e) = sink.exited() {
+            return Err(e);
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "sink did not accept on port {} within {:?}",
+                sink.port, SINK_READY_TIMEOUT
+            ));
+        }
+        let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        };
+        let greeting = read_line(&stream, Duration::from_secs(5))?;
+        let want = format!("220 {token}");
+        if !greeting.starts_with(&want) {
+            return Err(format!("port {}: foreign greeting {greeting:?}", sink.port));
+        }
+        let _ = (&stream).write_all(b"QUIT\r\n");
+        let _ = read_line(&stream, Duration::from_secs(5));
+        drop(stream);
+        let listeners = std::fs::read_to_string("/proc/net/tcp")
+            .map(|t| model::count_tcp_listeners(&t, sink.port))
+            .unwrap_or(1);
+        if listeners != 1 {
+            return Err(format!("port {}: {listeners} listeners", sink.port));
+        }
+        return Ok(());
+    }
+}
+
+/// Read one CRLF-terminated line (bounded in time and size).
+fn read_line(mut stream: &TcpStream, timeout: Duration) -> Result<String, String> {
+    const MAX_LINE: usize = 4096;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| format!("set_read_timeout: {e}"))?;
+    let mut buf = Vec::with_capacity(128);
+    let mut chunk = [0u8; 512];
+    while !buf.ends_with(b"\r\n") && buf.len() < MAX_LINE {
+        match stream.read(&mut chunk) {
+            Ok(0) => return Err(format!("EOF after {:?}", String::from_utf8_lossy(&buf))),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+    Ok(String::from_utf8_lossy(&buf).trim_end().to_string())
+}
+
+/// Exit status and rusage of a reaped child.
+struct Reaped {
+    status: libc::c_int,
+    rusage: libc::rusage,
+    timed_out: bool,
+}
+
+fn tv_s(tv: libc::timeval) -> f64 {
+    tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6
+}
+
+/// Wait for `pid` (not yet reaped, not waited on by anybody else) for at
+/// most `timeout`; SIGKILL it on timeout; reap it with wait4 to get its
+/// rusage. Uses a pidfd so the exit is noticed at once.
+fn wait_with_timeout(pid: libc::pid_t, timeout: Duration) -> Result<Reaped, String> {
+    let deadline = Instant::now() + timeout;
+    // SAFETY: plain syscalls on integers we own; the pidfd is closed below.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as libc::c_int;
+    let mut timed_out = false;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            timed_out = true;
+            break;
+        }
+        if pidfd >= 0 {
+            let mut pfd = libc::pollfd {
+                fd: pidfd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ms = left.as_millis().min(i32::MAX as u128) as libc::c_int;
+            // SAFETY: pfd is a valid pollfd for the duration of the call.
+            let r = unsafe { libc::poll(&mut pfd, 1, ms.max(1)) };
+            if r > 0 {
+                break;
+            }
+            if r < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                return Err(format!("poll(pidfd): {}", std::io::Error::last_os_error()));
+            }
+        } else {
+            // No pidfd (old kernel): peek at the child's state (WNOWAIT
+            // leaves it for the wait4 below).
+            // SAFETY: siginfo_t is plain old data; waitid gets a valid pointer.
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+            // SAFETY: see above.
+            let r = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, flags) };
+            // SAFETY: si_pid is valid to read after a successful waitid.
+            if r == 0 && unsafe { info.si_pid() } == pid {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    if timed_out {
+        // SAFETY: the child is not reaped yet, so the pid still names it.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    if pidfd >= 0 {
+        // SAFETY: closing the descriptor we opened.
+        unsafe { libc::close(pidfd) };
+    }
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain old data.
+    let mut rusage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: valid out-pointers.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut rusage) };
+        if r == pid {
+            return Ok(Reaped {
+                status,
+                rusage,
+                timed_out,
+            });
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(format!("wait4: {e}"));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Workloads
+// ---------------------------------------------------------------------------
+
+fn run_cell(opts: &Options, w: &Workload, round: u32, cell: Cell) -> RunSample {
+    let mut s = RunSample {
+        workload: w.name.into(),
+        round,
+        source: cell.source,
+        sink: cell.sink,
+        messages: w.messages(),
+        outcome: Outcome::Error,
+        wall_s: None,
+        source_user_s: None,
+        source_sys_s: None,
+        sink_cpu_s: None,
+        detail: None,
+    };
+    let (source_bin, sink_bin) = (
+        if cell.source == Side::Ours {
+            &opts.ours_source
+        } else {
+            &opts.postfix_source
+        },
+        if cell.sink == Side::Ours {
+            &opts.ours_sink
+        } else {
+            &opts.postfix_sink
+        },
+    );
+    let mut sink = match start_sink(sink_bin, &w.sink_args(), SINK_BACKLOG) {
+        Ok(sink) => sink,
+        Err(e) => {
+            s.outcome = Outcome::SinkStart;
+            s.detail = Some(e);
+            return s;
+        }
+    };
+    if let Err(e) = run_source(opts, w, &mut sink, source_bin, &mut s) {
+        s.outcome = Outcome::Error;
+        s.detail = Some(e);
+    }
+    s
+}
+
+fn run_source(
+    opts: &Options,
+    w: &Workload,
+    sink: &mut Sink,
+    bin: &Path,
+    s: &mut RunSample,
+) -> Result<(), String> {
+    let ticks = ticks_per_second();
+    let sink_before = read_stat(sink.pid())?;
+    let stderr = tempfile::tempfile().map_err(|e| format!("tempfile: {e}"))?;
+    let mut cmd = Command::new(bin);
+    cmd.args(w.source_args())
+        .arg(format!("127.0.0.1:{}", sink.port))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            stderr.try_clone().map_err(|e| format!("dup: {e}"))?,
+        ));
+    let start = Instant::now();
+    let child = cmd.spawn().map_err(|e| format!("{}: {e}", bin.display()))?;
+    let reaped = wait_with_timeout(child.id() as libc::pid_t, opts.timeout)?;
+    let wall = start.elapsed().as_secs_f64();
+    // The child was reaped by wait4; std's handle must not wait again.
+    drop(child);
+    let sink_after = read_stat(sink.pid());
+    let sink_gone = sink.exited();
+
+    s.wall_s = Some(wall);
+    s.source_user_s = Some(tv_s(reaped.rusage.ru_utime));
+    s.source_sys_s = Some(tv_s(reaped.rusage.ru_stime));
+    if let Ok(after) = &sink_after {
+        s.sink_cpu_s = Some(model::cpu_delta_s(&sink_before, after, ticks));
+    }
+    let st = reaped.status;
+    s.outcome = if reaped.timed_out {
+        Outcome::Timeout
+    } else if libc::WIFSIGNALED(st) {
+        Outcome::Signal(libc::WTERMSIG(st))
+    } else if libc::WIFEXITED(st) && libc::WEXITSTATUS(st) != 0 {
+        Outcome::Exit(libc::WEXITSTATUS(st))
+    } else if sink_gone.is_some() {
+        Outcome::SinkDied
+    } else if let Err(e) = sink_after {
+        s.detail = Some(e);
+        Outcome::Error
+    } else {
+        Outcome::Ok
+    };
+    if !s.outcome.is_ok() && s.detail.is_none() {
+        let mut d = Vec::new();
+        if reaped.timed_out {
+            d.push(format!("killed after {} s", opts.timeout.as_secs()));
+        }
+        if let Some(e) = captured(&stderr) {
+            d.push(format!("source stderr: {e}"));
+        }
+        if let Some(e) = sink_gone {
+            d.push(e);
+        }
+        s.detail = (!d.is_empty()).then(|| d.join("; "));
+    }
+    Ok(())
+}
+
+fn run_idle(opts: &Options, w: &Workload, round: u32, side: Side, sessions: u64) -> IdleSample {
+    let mut s = IdleSample {
+        workload: w.name.into(),
+        round,
+        sink: side,
+        sessions_target: sessions,
+        sessions_open: 0,
+        outcome: Outcome::Error,
+        rss_before_kib: None,
+        rss_after_kib: None,
+        detail: None,
+    };
+    let bin = if side == Side::Ours {
+        &opts.ours_sink
+    } else {
+        &opts.postfix_sink
+    };
+    let mut sink = match start_sink(bin, &w.sink_args(), IDLE_BACKLOG) {
+        Ok(sink) => sink,
+        Err(e) => {
+            s.outcome = Outcome::SinkStart;
+            s.detail = Some(e);
+            return s;
+        }
+    };
+    let deadline = Instant::now() + opts.timeout;
+    match idle_measure(&mut sink, sessions, deadline, &mut s) {
+        Ok(()) => s.outcome = Outcome::Ok,
+        Err((outcome, e)) => {
+            s.outcome = outcome;
+            s.detail = Some(e);
+        }
+    }
+    s
+}
+
+fn idle_measure(
+    sink: &mut Sink,
+    sessions: u64,
+    deadline: Instant,
+    s: &mut IdleSample,
+) -> Result<(), (Outcome, String)> {
+    let err = |e: String| (Outcome::Error, e);
+    s.rss_before_kib = Some(read_rss_kib(sink.pid()).map_err(err)?);
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, sink.port));
+    let mut open: Vec<TcpStream> = Vec::with_capacity(sessions as usize);
+    let mut greeted = 0usize;
+    while (open.len() as u64) < sessions {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err((
+                Outcome::Timeout,
+                format!("{} connected, {greeted} greeted", open.len()),
+            ));
+        }
+        let stream = TcpStream::connect_timeout(&addr, left.min(Duration::from_secs(10)))
+            .map_err(|e| err(format!("connect #{}: {e}", open.len() + 1)))?;
+        open.push(stream);
+        if open.len() - greeted >= IDLE_BATCH || open.len() as u64 == sessions {
+            for st in &open[greeted..] {
+                let left = deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1));
+                let line = read_line(st, left)
+                    .map_err(|e| err(format!("greeting #{}: {e}", greeted + 1)))?;
+                if !line.starts_with("220 ") {
+                    return Err(err(format!("greeting #{}: {line:?}", greeted + 1)));
+                }
+                greeted += 1;
+                s.sessions_open = greeted as u64;
+            }
+        }
+    }
+    std::thread::sleep(IDLE_SETTLE);
+    if let Some(e) = sink.exited() {
+        return Err((Outcome::SinkDied, e));
+    }
+    s.rss_after_kib = Some(read_rss_kib(sink.pid()).map_err(err)?);
+    drop(open);
+    Ok(())
+}

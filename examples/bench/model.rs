@@ -1,0 +1,1342 @@
+//! Pure logic of the benchmark: workload table, `/proc` parsing, statistics,
+//! per-round ratio arithmetic, target checks and Markdown rendering.
+//!
+//! Nothing here starts processes, reads files or looks at the clock, so all
+//! of it is unit tested below (`cargo test --example bench`, also run by a
+//! plain `cargo test` because the example is declared with `test = true`).
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+
+// ---------------------------------------------------------------------------
+// Implementations and cells
+// ---------------------------------------------------------------------------
+
+/// Whose binary plays a role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    Postfix,
+    Ours,
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Side::Postfix => "Postfix",
+            Side::Ours => "ours",
+        })
+    }
+}
+
+/// One (source, sink) combination of the matrix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Cell {
+    pub source: Side,
+    pub sink: Side,
+}
+
+/// The four traffic cells, in the order they run within every round
+/// (A B C D, A B C D, … so that drift hits all of them alike).
+pub const CELLS: [Cell; 4] = [
+    Cell {
+        source: Side::Postfix,
+        sink: Side::Postfix,
+    },
+    Cell {
+        source: Side::Postfix,
+        sink: Side::Ours,
+    },
+    Cell {
+        source: Side::Ours,
+        sink: Side::Postfix,
+    },
+    Cell {
+        source: Side::Ours,
+        sink: Side::Ours,
+    },
+];
+
+/// The idle workload has no source: one cell per sink.
+pub const IDLE_SINKS: [Side; 2] = [Side::Postfix, Side::Ours];
+
+// ---------------------------------------------------------------------------
+// Workloads
+// ---------------------------------------------------------------------------
+
+/// What a workload does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// smtp-source against smtp-sink.
+    Traffic {
+        sessions: u64,
+        msg_len: u64,
+        messages: u64,
+        /// `-d`: keep the connection open for the next message.
+        reuse: bool,
+    },
+    /// The bench itself holds this many connected idle sessions against
+    /// the sink and looks at the sink's resident memory.
+    Idle { sessions: u64 },
+}
+
+/// A named workload at full scale.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Workload {
+    pub name: &'static str,
+    pub kind: Kind,
+    /// Extra sink options (before the endpoint operands).
+    pub sink_max_sessions: Option<u64>,
+}
+
+/// Every workload, in report order. Sizes are those of issue #5.
+pub const WORKLOADS: [Workload; 5] = [
+    Workload {
+        name: "conn",
+        kind: Kind::Traffic {
+            sessions: 20,
+            msg_len: 5120,
+            messages: 20_000,
+            reuse: false,
+        },
+        sink_max_sessions: None,
+    },
+    Workload {
+        name: "reuse",
+        kind: Kind::Traffic {
+            sessions: 20,
+            msg_len: 5120,
+            messages: 50_000,
+            reuse: true,
+        },
+        sink_max_sessions: None,
+    },
+    Workload {
+        name: "big",
+        kind: Kind::Traffic {
+            sessions: 4,
+            msg_len: 1_048_576,
+            messages: 1000,
+            reuse: true,
+        },
+        sink_max_sessions: None,
+    },
+    Workload {
+        name: "wide",
+        kind: Kind::Traffic {
+            sessions: 1000,
+            msg_len: 1024,
+            messages: 100_000,
+            reuse: true,
+        },
+        sink_max_sessions: Some(5000),
+    },
+    Workload {
+        name: "idle",
+        kind: Kind::Idle { sessions: 10_000 },
+        sink_max_sessions: None,
+    },
+];
+
+/// Look a workload up by name.
+pub fn workload(name: &str) -> Option<Workload> {
+    WORKLOADS.iter().copied().find(|w| w.name == name)
+}
+
+impl Workload {
+    /// The workload scaled down by `scale` (message count, idle session
+    /// count). Session counts of traffic workloads stay, but never exceed the
+    /// message count.
+    pub fn scaled(self, scale: u64) -> Workload {
+        let scale = scale.max(1);
+        let kind = match self.kind {
+            Kind::Traffic {
+                sessions,
+                msg_len,
+                messages,
+                reuse,
+            } => {
+                let messages = (messages / scale).max(1);
+                Kind::Traffic {
+                    sessions: sessions.min(messages),
+                    msg_len,
+                    messages,
+                    reuse,
+                }
+            }
+            Kind::Idle { sessions } => Kind::Idle {
+                sessions: (sessions / scale).max(1),
+            },
+        };
+        Workload { kind, ..self }
+    }
+
+    /// Messages per source run (0 for idle).
+    pub fn messages(&self) -> u64 {
+        match self.kind {
+            Kind::Traffic { messages, .. } => messages,
+            Kind::Idle { .. } => 0,
+        }
+    }
+
+    /// smtp-source options (without the endpoint).
+    pub fn source_args(&self) -> Vec<String> {
+        match self.kind {
+            Kind::Traffic {
+                sessions,
+                msg_len,
+                messages,
+                reuse,
+            } => {
+                let mut v = vec!["-s".to_string(), sessions.to_string()];
+                if reuse {
+                    v.push("-d".into());
+                }
+                v.extend([
+                    "-l".into(),
+                    msg_len.to_string(),
+                    "-m".into(),
+                    messages.to_string(),
+                ]);
+                v
+            }
+            Kind::Idle { .. } => Vec::new(),
+        }
+    }
+
+    /// smtp-sink options particular to this workload (without `-u`, `-h`
+    /// and the operands).
+    pub fn sink_args(&self) -> Vec<String> {
+        match self.kind {
+            Kind::Traffic { .. } => match self.sink_max_sessions {
+                Some(m) => vec!["-m".into(), m.to_string()],
+                None => Vec::new(),
+            },
+            // One more than the idle sessions (the readiness probe has ended
+            // by then, but the margin costs nothing), and an idle timeout
+            // far above the time needed to open them all.
+            Kind::Idle { sessions } => {
+                vec![
+                    "-m".into(),
+                    (sessions + 1).to_string(),
+                    "-t".into(),
+                    "600".into(),
+                ]
+            }
+        }
+    }
+
+    /// One-line description for the report.
+    pub fn describe(&self) -> String {
+        match self.kind {
+            Kind::Traffic { .. } => {
+                let mut s = format!("smtp-source {}", self.source_args().join(" "));
+                let sink = self.sink_args();
+                if !sink.is_empty() {
+                    let _ = write!(s, "; smtp-sink {}", sink.join(" "));
+                }
+                s
+            }
+            Kind::Idle { sessions } => format!(
+                "{sessions} idle connected sessions held by the bench; smtp-sink {}",
+                self.sink_args().join(" ")
+            ),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// /proc parsing
+// ---------------------------------------------------------------------------
+
+/// The parts of `/proc/PID/stat` the bench needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcStat {
+    pub comm: String,
+    pub state: char,
+    /// Field 14, clock ticks, summed over all threads of the process.
+    pub utime: u64,
+    /// Field 15, clock ticks.
+    pub stime: u64,
+}
+
+/// Why `/proc` text could not be parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseError(pub String);
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Parse `/proc/PID/stat`. The comm field (2) is in parentheses and may
+/// itself contain spaces and `)`, so the remaining fields are split after
+/// the LAST `)` of the line.
+pub fn parse_proc_stat(text: &str) -> Result<ProcStat, ParseError> {
+    let open = text
+        .find('(')
+        .ok_or_else(|| ParseError("stat: no '('".into()))?;
+    let close = text
+        .rfind(')')
+        .ok_or_else(|| ParseError("stat: no ')'".into()))?;
+    if close < open {
+        return Err(ParseError("stat: ')' before '('".into()));
+    }
+    let comm = text[open + 1..close].to_string();
+    // Fields after the comm start with field 3 (state).
+    let rest: Vec<&str> = text[close + 1..].split_whitespace().collect();
+    const FIRST: usize = 3;
+    let field = |n: usize| -> Result<&str, ParseError> {
+        rest.get(n - FIRST)
+            .copied()
+            .ok_or_else(|| ParseError(format!("stat: no field {n}")))
+    };
+    let num = |n: usize| -> Result<u64, ParseError> {
+        let f = field(n)?;
+        f.parse::<u64>()
+            .map_err(|_| ParseError(format!("stat: field {n} not a number: {f:?}")))
+    };
+    let state = field(3)?
+        .chars()
+        .next()
+        .ok_or_else(|| ParseError("stat: empty state".into()))?;
+    Ok(ProcStat {
+        comm,
+        state,
+        utime: num(14)?,
+        stime: num(15)?,
+    })
+}
+
+/// `VmRSS` of `/proc/PID/status`, in KiB (`None` if absent, e.g. a zombie).
+pub fn parse_vm_rss_kib(status: &str) -> Option<u64> {
+    status.lines().find_map(|line| {
+        let rest = line.strip_prefix("VmRSS:")?;
+        let mut it = rest.split_whitespace();
+        let n = it.next()?.parse::<u64>().ok()?;
+        match it.next() {
+            Some("kB") | None => Some(n),
+            Some(_) => None,
+        }
+    })
+}
+
+/// Number of LISTEN sockets on `port` in the text of `/proc/net/tcp` (or
+/// `tcp6`). Used to make sure no other process shares the sink's port
+/// (both sinks set SO_REUSEPORT, so a second listener would silently take
+/// half of the connections).
+pub fn count_tcp_listeners(proc_net_tcp: &str, port: u16) -> usize {
+    const TCP_LISTEN: &str = "0A";
+    proc_net_tcp
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 4 || f[3] != TCP_LISTEN {
+                return false;
+            }
+            f[1].rsplit_once(':')
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+                == Some(port)
+        })
+        .count()
+}
+
+// ---------------------------------------------------------------------------
+// Samples
+// ---------------------------------------------------------------------------
+
+/// How one run ended.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    /// The source (traffic) exited with this non-zero status.
+    Exit(i32),
+    /// The source was killed by this signal (not by the bench's timeout).
+    Signal(i32),
+    /// The run exceeded its time limit and was killed.
+    Timeout,
+    /// The sink could not be started (after retries).
+    SinkStart,
+    /// The sink died during the run.
+    SinkDied,
+    /// Something else (spawn failure, /proc unreadable, idle session
+    /// failure, …); the sample's `detail` says what.
+    Error,
+}
+
+impl Outcome {
+    pub fn is_ok(&self) -> bool {
+        *self == Outcome::Ok
+    }
+
+    /// Short label for failure tables.
+    pub fn label(&self) -> String {
+        match self {
+            Outcome::Ok => "ok".into(),
+            Outcome::Exit(c) => format!("exit {c}"),
+            Outcome::Signal(s) => format!("signal {s}"),
+            Outcome::Timeout => "timeout".into(),
+            Outcome::SinkStart => "sink start failed".into(),
+            Outcome::SinkDied => "sink died".into(),
+            Outcome::Error => "error".into(),
+        }
+    }
+}
+
+/// One source run against one sink.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RunSample {
+    pub workload: String,
+    pub round: u32,
+    pub source: Side,
+    pub sink: Side,
+    pub messages: u64,
+    pub outcome: Outcome,
+    pub wall_s: Option<f64>,
+    pub source_user_s: Option<f64>,
+    pub source_sys_s: Option<f64>,
+    pub sink_cpu_s: Option<f64>,
+    /// First part of stderr or an error text, for failures.
+    pub detail: Option<String>,
+}
+
+impl RunSample {
+    pub fn cell(&self) -> Cell {
+        Cell {
+            source: self.source,
+            sink: self.sink,
+        }
+    }
+
+    pub fn source_cpu_s(&self) -> Option<f64> {
+        Some(self.source_user_s? + self.source_sys_s?)
+    }
+
+    pub fn msgs_per_s(&self) -> Option<f64> {
+        let w = self.wall_s?;
+        (w > 0.0).then(|| self.messages as f64 / w)
+    }
+}
+
+/// One idle-memory measurement of one sink.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct IdleSample {
+    pub workload: String,
+    pub round: u32,
+    pub sink: Side,
+    pub sessions_target: u64,
+    pub sessions_open: u64,
+    pub outcome: Outcome,
+    pub rss_before_kib: Option<u64>,
+    pub rss_after_kib: Option<u64>,
+    pub detail: Option<String>,
+}
+
+impl IdleSample {
+    /// (RSS with the sessions − RSS before) / sessions, in KiB.
+    pub fn kib_per_session(&self) -> Option<f64> {
+        if self.sessions_open == 0 {
+            return None;
+        }
+        let grown = self.rss_after_kib? as f64 - self.rss_before_kib? as f64;
+        Some(grown / self.sessions_open as f64)
+    }
+}
+
+/// CPU seconds of a process between two `/proc/PID/stat` readings.
+pub fn cpu_delta_s(before: &ProcStat, after: &ProcStat, ticks_per_s: u64) -> f64 {
+    let b = before.utime + before.stime;
+    let a = after.utime + after.stime;
+    a.saturating_sub(b) as f64 / ticks_per_s.max(1) as f64
+}
+
+// ---------------------------------------------------------------------------
+// Statistics
+// ---------------------------------------------------------------------------
+
+/// Median (mean of the two middle values for an even count); `None` if empty.
+/// NaNs are ignored.
+pub fn median(xs: &[f64]) -> Option<f64> {
+    let mut v: Vec<f64> = xs.iter().copied().filter(|x| !x.is_nan()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+/// Median with min and max of a set of values.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub n: usize,
+}
+
+pub fn spread(xs: &[f64]) -> Option<Spread> {
+    let median = median(xs)?;
+    let v = xs.iter().copied().filter(|x| !x.is_nan());
+    let min = v.clone().fold(f64::INFINITY, f64::min);
+    let max = v.clone().fold(f64::NEG_INFINITY, f64::max);
+    Some(Spread {
+        median,
+        min,
+        max,
+        n: v.count(),
+    })
+}
+
+/// Failure counts by outcome label (successes not included).
+pub fn failure_counts<'a>(
+    outcomes: impl IntoIterator<Item = &'a Outcome>,
+) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for o in outcomes.into_iter().filter(|o| !o.is_ok()) {
+        *m.entry(o.label()).or_insert(0) += 1;
+    }
+    m
+}
+
+// ---------------------------------------------------------------------------
+// Ratios and targets
+// ---------------------------------------------------------------------------
+
+/// A ratio ours/Postfix between two cells of the same round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RatioKind {
+    /// Sink CPU, ours-sink / Postfix-sink, both fed by the Postfix source.
+    SinkCpu,
+    /// Source wall time, ours-source / Postfix-source, both against the Postfix sink.
+    SourceWall,
+    /// Source CPU (user+sys), ours-source / Postfix-source, Postfix sink.
+    SourceCpu,
+    /// msg/s of the all-ours pair / the all-Postfix pair.
+    PairRate,
+}
+
+pub const RATIOS: [RatioKind; 4] = [
+    RatioKind::SinkCpu,
+    RatioKind::SourceWall,
+    RatioKind::SourceCpu,
+    RatioKind::PairRate,
+];
+
+impl RatioKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            RatioKind::SinkCpu => "sink CPU ours/Postfix (Postfix source)",
+            RatioKind::SourceWall => "source wall ours/Postfix (Postfix sink)",
+            RatioKind::SourceCpu => "source CPU ours/Postfix (Postfix sink)",
+            RatioKind::PairRate => "msg/s ours pair / Postfix pair",
+        }
+    }
+
+    /// (numerator cell, denominator cell).
+    pub fn cells(self) -> (Cell, Cell) {
+        let pp = CELLS[0];
+        match self {
+            RatioKind::SinkCpu => (
+                Cell {
+                    source: Side::Postfix,
+                    sink: Side::Ours,
+                },
+                pp,
+            ),
+            RatioKind::SourceWall | RatioKind::SourceCpu => (
+                Cell {
+                    source: Side::Ours,
+                    sink: Side::Postfix,
+                },
+                pp,
+            ),
+            RatioKind::PairRate => (
+                Cell {
+                    source: Side::Ours,
+                    sink: Side::Ours,
+                },
+                pp,
+            ),
+        }
+    }
+
+    fn value(self, s: &RunSample) -> Option<f64> {
+        match self {
+            RatioKind::SinkCpu => s.sink_cpu_s,
+            RatioKind::SourceWall => s.wall_s,
+            RatioKind::SourceCpu => s.source_cpu_s(),
+            RatioKind::PairRate => s.msgs_per_s(),
+        }
+    }
+}
+
+/// Comparison direction of a target.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Target {
+    AtMost(f64),
+    AtLeast(f64),
+}
+
+impl Target {
+    pub fn met(self, v: f64) -> bool {
+        match self {
+            Target::AtMost(t) => v <= t,
+            Target::AtLeast(t) => v >= t,
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::AtMost(t) => write!(f, "≤ {t}"),
+            Target::AtLeast(t) => write!(f, "≥ {t}"),
+        }
+    }
+}
+
+/// Targets of issue #5 for ratio rows.
+pub fn ratio_target(workload: &str, kind: RatioKind) -> Option<Target> {
+    use RatioKind::*;
+    match (workload, kind) {
+        ("big", SinkCpu) => Some(Target::AtMost(0.2)),
+        ("reuse", SinkCpu) => Some(Target::AtMost(0.7)),
+        ("conn", SinkCpu) => Some(Target::AtMost(0.9)),
+        ("reuse", SourceWall) => Some(Target::AtMost(0.75)),
+        ("reuse", SourceCpu) => Some(Target::AtMost(0.7)),
+        ("conn", SourceCpu) => Some(Target::AtMost(0.8)),
+        ("wide", SourceWall) => Some(Target::AtMost(0.75)),
+        ("reuse", PairRate) => Some(Target::AtLeast(2.0)),
+        _ => None,
+    }
+}
+
+/// Target for our sink's resident memory per idle session, KiB.
+pub const IDLE_TARGET: Target = Target::AtMost(64.0);
+
+/// Per-round ratio values for one workload: for each round in which both
+/// cells succeeded and the denominator is positive, numerator/denominator.
+/// Returned as (round, ratio), sorted by round.
+pub fn per_round_ratios(samples: &[RunSample], workload: &str, kind: RatioKind) -> Vec<(u32, f64)> {
+    let (num_cell, den_cell) = kind.cells();
+    let find = |round: u32, cell: Cell| {
+        samples.iter().find(|s| {
+            s.workload == workload && s.round == round && s.cell() == cell && s.outcome.is_ok()
+        })
+    };
+    let mut rounds: Vec<u32> = samples
+        .iter()
+        .filter(|s| s.workload == workload)
+        .map(|s| s.round)
+        .collect();
+    rounds.sort_unstable();
+    rounds.dedup();
+    rounds
+        .into_iter()
+        .filter_map(|r| {
+            let n = kind.value(find(r, num_cell)?)?;
+            let d = kind.value(find(r, den_cell)?)?;
+            (d > 0.0).then(|| (r, n / d))
+        })
+        .collect()
+}
+
+/// Per-round ours/Postfix ratio of idle KiB per session.
+pub fn idle_per_round_ratios(samples: &[IdleSample], workload: &str) -> Vec<(u32, f64)> {
+    let find = |round: u32, sink: Side| {
+        samples.iter().find(|s| {
+            s.workload == workload && s.round == round && s.sink == sink && s.outcome.is_ok()
+        })
+    };
+    let mut rounds: Vec<u32> = samples
+        .iter()
+        .filter(|s| s.workload == workload)
+        .map(|s| s.round)
+        .collect();
+    rounds.sort_unstable();
+    rounds.dedup();
+    rounds
+        .into_iter()
+        .filter_map(|r| {
+            let n = find(r, Side::Ours)?.kib_per_session()?;
+            let d = find(r, Side::Postfix)?.kib_per_session()?;
+            (d > 0.0).then(|| (r, n / d))
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Markdown
+// ---------------------------------------------------------------------------
+
+/// Everything the report shows.
+pub struct Report<'a> {
+    /// Free text lines placed before the tables (machine, command, …).
+    pub header: Vec<String>,
+    pub workloads: &'a [Workload],
+    pub rounds: u32,
+    pub runs: &'a [RunSample],
+    pub idle: &'a [IdleSample],
+    /// True when the sizes were scaled down (targets are then indicative).
+    pub scaled: bool,
+}
+
+fn fmt_spread(s: Option<Spread>, decimals: usize) -> String {
+    match s {
+        None => "–".into(),
+        Some(s) if s.n == 1 => format!("{:.*}", decimals, s.median),
+        Some(s) => format!(
+            "{:.*} ({:.*}–{:.*})",
+            decimals, s.median, decimals, s.min, decimals, s.max
+        ),
+    }
+}
+
+fn fmt_failures(m: &BTreeMap<String, usize>) -> String {
+    if m.is_empty() {
+        return "0".into();
+    }
+    m.iter()
+        .map(|(k, v)| format!("{v}× {k}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn status(target: Option<Target>, value: Option<f64>) -> &'static str {
+    match (target, value) {
+        (None, _) => "",
+        (Some(_), None) => "no data",
+        (Some(t), Some(v)) if t.met(v) => "met",
+        (Some(_), Some(_)) => "**NOT met**",
+    }
+}
+
+fn col<T>(xs: &[T], f: impl Fn(&T) -> Option<f64>) -> Vec<f64> {
+    xs.iter().filter_map(f).collect()
+}
+
+/// Render the whole report as Markdown.
+pub fn render_markdown(r: &Report<'_>) -> String {
+    let mut out = String::new();
+    for line in &r.header {
+        let _ = writeln!(out, "{line}");
+    }
+    if !r.header.is_empty() {
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "Medians over {} round(s), (min–max) in parentheses. Ratios are computed per round, \
+         then medianed. CPU = user+sys seconds (source: wait4 rusage; sink: /proc/PID/stat \
+         utime+stime delta across the run).",
+        r.rounds
+    );
+    if r.scaled {
+        let _ = writeln!(
+            out,
+            "\n**Scaled-down run**: targets are shown for orientation only."
+        );
+    }
+    let mut failures: Vec<String> = Vec::new();
+    for w in r.workloads {
+        let _ = writeln!(out, "\n### `{}` — {}\n", w.name, w.describe());
+        match w.kind {
+            Kind::Traffic { .. } => render_traffic(&mut out, &mut failures, r, w),
+            Kind::Idle { .. } => render_idle(&mut out, &mut failures, r, w),
+        }
+    }
+    if !failures.is_empty() {
+        let _ = writeln!(out, "\n### Failures\n");
+        for f in failures {
+            let _ = writeln!(out, "- {f}");
+        }
+    }
+    out
+}
+
+fn render_traffic(out: &mut String, failures: &mut Vec<String>, r: &Report<'_>, w: &Workload) {
+    let _ = writeln!(
+        out,
+        "| source | sink | failed/runs | wall s | msg/s | source CPU s | sink CPU s |\n\
+         |---|---|---|---|---|---|---|"
+    );
+    for cell in CELLS {
+        let all: Vec<&RunSample> = r
+            .runs
+            .iter()
+            .filter(|s| s.workload == w.name && s.cell() == cell)
+            .collect();
+        let ok: Vec<&RunSample> = all.iter().copied().filter(|s| s.outcome.is_ok()).collect();
+        let fails = failure_counts(all.iter().map(|s| &s.outcome));
+        let nfail: usize = fails.values().sum();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {}/{}{} | {} | {} | {} | {} |",
+            cell.source,
+            cell.sink,
+            nfail,
+            all.len(),
+            if nfail > 0 {
+                format!(" ({})", fmt_failures(&fails))
+            } else {
+                String::new()
+            },
+            fmt_spread(spread(&col(&ok, |s| s.wall_s)), 3),
+            fmt_spread(spread(&col(&ok, |s| s.msgs_per_s())), 0),
+            fmt_spread(spread(&col(&ok, |s| s.source_cpu_s())), 3),
+            fmt_spread(spread(&col(&ok, |s| s.sink_cpu_s)), 3),
+        );
+        for s in all.iter().filter(|s| !s.outcome.is_ok()) {
+            failures.push(format!(
+                "`{}` round {} source {} → sink {}: {}{}",
+                s.workload,
+                s.round,
+                s.source,
+                s.sink,
+                s.outcome.label(),
+                s.detail
+                    .as_deref()
+                    .map(|d| format!(" — `{}`", one_line(d)))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\n| ratio | median (min–max) | rounds | target | status |\n|---|---|---|---|---|"
+    );
+    for kind in RATIOS {
+        let vals: Vec<f64> = per_round_ratios(r.runs, w.name, kind)
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        let sp = spread(&vals);
+        let target = ratio_target(w.name, kind);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            kind.label(),
+            fmt_spread(sp, 2),
+            vals.len(),
+            target.map(|t| t.to_string()).unwrap_or_default(),
+            status(target, sp.map(|s| s.median)),
+        );
+    }
+}
+
+fn render_idle(out: &mut String, failures: &mut Vec<String>, r: &Report<'_>, w: &Workload) {
+    let _ = writeln!(
+        out,
+        "| sink | failed/runs | sessions | RSS before KiB | RSS with sessions KiB | KiB/session | target | status |\n\
+         |---|---|---|---|---|---|---|---|"
+    );
+    for sink in IDLE_SINKS {
+        let all: Vec<&IdleSample> = r
+            .idle
+            .iter()
+            .filter(|s| s.workload == w.name && s.sink == sink)
+            .collect();
+        let ok: Vec<&IdleSample> = all.iter().copied().filter(|s| s.outcome.is_ok()).collect();
+        let fails = failure_counts(all.iter().map(|s| &s.outcome));
+        let nfail: usize = fails.values().sum();
+        let per = spread(&col(&ok, |s| s.kib_per_session()));
+        let target = (sink == Side::Ours).then_some(IDLE_TARGET);
+        let _ = writeln!(
+            out,
+            "| {} | {}/{}{} | {} | {} | {} | {} | {} | {} |",
+            sink,
+            nfail,
+            all.len(),
+            if nfail > 0 {
+                format!(" ({})", fmt_failures(&fails))
+            } else {
+                String::new()
+            },
+            fmt_spread(spread(&col(&ok, |s| Some(s.sessions_open as f64))), 0),
+            fmt_spread(spread(&col(&ok, |s| s.rss_before_kib.map(|v| v as f64))), 0),
+            fmt_spread(spread(&col(&ok, |s| s.rss_after_kib.map(|v| v as f64))), 0),
+            fmt_spread(per, 2),
+            target.map(|t| t.to_string()).unwrap_or_default(),
+            status(target, per.map(|s| s.median)),
+        );
+        for s in all.iter().filter(|s| !s.outcome.is_ok()) {
+            failures.push(format!(
+                "`{}` round {} sink {}: {} ({} of {} sessions open){}",
+                s.workload,
+                s.round,
+                s.sink,
+                s.outcome.label(),
+                s.sessions_open,
+                s.sessions_target,
+                s.detail
+                    .as_deref()
+                    .map(|d| format!(" — `{}`", one_line(d)))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    let vals: Vec<f64> = idle_per_round_ratios(r.idle, w.name)
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    let _ = writeln!(
+        out,
+        "\n| ratio | median (min–max) | rounds |\n|---|---|---|\n| KiB/session ours/Postfix | {} | {} |",
+        fmt_spread(spread(&vals), 2),
+        vals.len()
+    );
+}
+
+/// Collapse a multi-line detail into one short line fit for a table/list.
+pub fn one_line(s: &str) -> String {
+    const MAX: usize = 200;
+    let joined = s
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace('`', "'");
+    if joined.chars().count() > MAX {
+        let cut: String = joined.chars().take(MAX).collect();
+        format!("{cut}…")
+    } else {
+        joined
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Dates (UTC, no extra dependency)
+// ---------------------------------------------------------------------------
+
+/// `YYYY-MM-DD HH:MM:SS UTC` for a Unix time (proleptic Gregorian,
+/// H. Hinnant's days-to-civil algorithm).
+pub fn utc_string(unix_secs: i64) -> String {
+    let days = unix_secs.div_euclid(86_400);
+    let secs = unix_secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STAT_LINE: &str = "7119 (smtp-sink) S 1 7116 4107 0 -1 4194560 6379 0 11 0 33 28 0 0 20 0 1 0 \
+        44464 47992832 2416 18446744073709551615 94304633049088 94304633061209 140732665860688 0 0 0 0 \
+        4102 0 1 0 0 17 0 0 0 0 0 0 94304633072400 94304633074672 94305634308096 140732665866918 \
+        140732665866979 140732665866979 140732665868260 0\n";
+
+    #[test]
+    fn proc_stat_plain() {
+        let s = parse_proc_stat(STAT_LINE).unwrap();
+        assert_eq!(
+            s,
+            ProcStat {
+                comm: "smtp-sink".into(),
+                state: 'S',
+                utime: 33,
+                stime: 28
+            }
+        );
+    }
+
+    #[test]
+    fn proc_stat_comm_with_spaces_and_parens() {
+        // A comm of "a) b (c)) R 9" must not shift the fields.
+        let line = "42 (a) b (c)) R 9) R 1 42 42 0 -1 0 0 0 0 0 1234 567 0 0 20 0 3 0 1 1 1\n";
+        let s = parse_proc_stat(line).unwrap();
+        assert_eq!(s.comm, "a) b (c)) R 9");
+        assert_eq!(s.state, 'R');
+        assert_eq!((s.utime, s.stime), (1234, 567));
+    }
+
+    #[test]
+    fn proc_stat_errors() {
+        assert!(parse_proc_stat("").is_err());
+        assert!(parse_proc_stat("1 (x S 1 2").is_err());
+        assert!(parse_proc_stat("1 (x) S 1 2 3").is_err(), "too few fields");
+        assert!(
+            parse_proc_stat("1 (x) S 1 2 3 4 5 6 7 8 9 10 zz 5").is_err(),
+            "utime not numeric"
+        );
+        assert!(parse_proc_stat(") 1 (x").is_err());
+    }
+
+    #[test]
+    fn vm_rss() {
+        let status = "Name:\tsmtp-sink\nUmask:\t0022\nVmPeak:\t   46868 kB\nVmRSS:\t    9788 kB\nRssAnon:\t 1 kB\n";
+        assert_eq!(parse_vm_rss_kib(status), Some(9788));
+        assert_eq!(
+            parse_vm_rss_kib("Name:\tzombie\nState:\tZ (zombie)\n"),
+            None
+        );
+        assert_eq!(parse_vm_rss_kib("VmRSS:\tlots kB\n"), None);
+    }
+
+    #[test]
+    fn tcp_listeners() {
+        let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 0100007F:5FEB 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0\n\
+   1: 0100007F:5FEB 0100007F:D2F0 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0 100 0 0 10 0\n\
+   2: 00000000:5FEB 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 3 1 0 100 0 0 10 0\n\
+   3: 0100007F:0019 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4 1 0 100 0 0 10 0\n";
+        assert_eq!(count_tcp_listeners(text, 0x5FEB), 2);
+        assert_eq!(count_tcp_listeners(text, 25), 1);
+        assert_eq!(count_tcp_listeners(text, 26), 0);
+    }
+
+    #[test]
+    fn cpu_delta() {
+        let a = ProcStat {
+            comm: "x".into(),
+            state: 'S',
+            utime: 100,
+            stime: 50,
+        };
+        let b = ProcStat {
+            comm: "x".into(),
+            state: 'S',
+            utime: 130,
+            stime: 70,
+        };
+        assert!((cpu_delta_s(&a, &b, 100) - 0.5).abs() < 1e-12);
+        assert_eq!(cpu_delta_s(&b, &a, 100), 0.0, "never negative");
+    }
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0]), Some(3.0));
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(&[5.0, f64::NAN, 1.0]), Some(3.0));
+        let s = spread(&[4.0, 1.0, 3.0, 2.0]).unwrap();
+        assert_eq!(
+            s,
+            Spread {
+                median: 2.5,
+                min: 1.0,
+                max: 4.0,
+                n: 4
+            }
+        );
+        assert_eq!(spread(&[]), None);
+    }
+
+    fn run(
+        workload: &str,
+        round: u32,
+        cell: Cell,
+        wall: f64,
+        cpu: f64,
+        sink_cpu: f64,
+    ) -> RunSample {
+        RunSample {
+            workload: workload.into(),
+            round,
+            source: cell.source,
+            sink: cell.sink,
+            messages: 1000,
+            outcome: Outcome::Ok,
+            wall_s: Some(wall),
+            source_user_s: Some(cpu / 2.0),
+            source_sys_s: Some(cpu / 2.0),
+            sink_cpu_s: Some(sink_cpu),
+            detail: None,
+        }
+    }
+
+    const PP: Cell = CELLS[0];
+    const PO: Cell = CELLS[1];
+    const OP: Cell = CELLS[2];
+    const OO: Cell = CELLS[3];
+
+    #[test]
+    fn ratios_are_per_round_then_medianed() {
+        // Round 1: sink CPU 1.0 vs 0.5 → 0.5. Round 2: 4.0 vs 1.0 → 0.25.
+        // Round 3: 1.0 vs 0.4 → 0.4. Median of ratios = 0.4, whereas the
+        // ratio of medians would be 0.5/1.0 = 0.5.
+        let s = vec![
+            run("reuse", 1, PP, 1.0, 1.0, 1.0),
+            run("reuse", 1, PO, 1.0, 1.0, 0.5),
+            run("reuse", 2, PP, 1.0, 1.0, 4.0),
+            run("reuse", 2, PO, 1.0, 1.0, 1.0),
+            run("reuse", 3, PP, 1.0, 1.0, 1.0),
+            run("reuse", 3, PO, 1.0, 1.0, 0.4),
+        ];
+        let r = per_round_ratios(&s, "reuse", RatioKind::SinkCpu);
+        assert_eq!(r, vec![(1, 0.5), (2, 0.25), (3, 0.4)]);
+        let vals: Vec<f64> = r.iter().map(|x| x.1).collect();
+        assert_eq!(median(&vals), Some(0.4));
+    }
+
+    #[test]
+    fn ratio_cells_and_failed_rounds() {
+        let mut s = vec![
+            run("conn", 1, PP, 2.0, 1.0, 1.0),
+            run("conn", 1, OP, 1.0, 0.5, 1.0),
+            run("conn", 1, OO, 0.5, 0.5, 1.0),
+            run("conn", 2, PP, 2.0, 1.0, 1.0),
+            run("conn", 2, OP, 1.5, 0.5, 1.0),
+            run("conn", 2, OO, 0.5, 0.5, 1.0),
+            run("other", 1, PP, 9.0, 9.0, 9.0),
+        ];
+        s[4].outcome = Outcome::Exit(1); // round 2 ours source failed
+        assert_eq!(
+            per_round_ratios(&s, "conn", RatioKind::SourceWall),
+            vec![(1, 0.5)]
+        );
+        assert_eq!(
+            per_round_ratios(&s, "conn", RatioKind::SourceCpu),
+            vec![(1, 0.5)]
+        );
+        // Pair rate: msgs/s ours pair 2000 vs Postfix pair 500 → 4.
+        assert_eq!(
+            per_round_ratios(&s, "conn", RatioKind::PairRate),
+            vec![(1, 4.0), (2, 4.0)]
+        );
+        // No ours-sink cell at all → no sink CPU ratio.
+        assert!(per_round_ratios(&s, "conn", RatioKind::SinkCpu).is_empty());
+        // Zero denominator is skipped, not infinite.
+        let z = vec![
+            run("x", 1, PP, 1.0, 1.0, 0.0),
+            run("x", 1, PO, 1.0, 1.0, 0.1),
+        ];
+        assert!(per_round_ratios(&z, "x", RatioKind::SinkCpu).is_empty());
+    }
+
+    #[test]
+    fn failures_are_counted() {
+        let outs = [
+            Outcome::Ok,
+            Outcome::Exit(1),
+            Outcome::Timeout,
+            Outcome::Exit(1),
+            Outcome::Exit(2),
+            Outcome::Ok,
+            Outcome::SinkStart,
+        ];
+        let m = failure_counts(outs.iter());
+        let want: BTreeMap<String, usize> = [
+            ("exit 1".to_string(), 2),
+            ("exit 2".to_string(), 1),
+            ("timeout".to_string(), 1),
+            ("sink start failed".to_string(), 1),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(m, want);
+        assert_eq!(
+            fmt_failures(&m),
+            "2× exit 1, 1× exit 2, 1× sink start failed, 1× timeout"
+        );
+    }
+
+    #[test]
+    fn targets() {
+        assert_eq!(
+            ratio_target("big", RatioKind::SinkCpu),
+            Some(Target::AtMost(0.2))
+        );
+        assert_eq!(
+            ratio_target("reuse", RatioKind::PairRate),
+            Some(Target::AtLeast(2.0))
+        );
+        assert_eq!(ratio_target("big", RatioKind::SourceWall), None);
+        assert!(Target::AtMost(0.7).met(0.7));
+        assert!(!Target::AtMost(0.7).met(0.71));
+        assert!(Target::AtLeast(2.0).met(2.5));
+        assert!(!Target::AtLeast(2.0).met(1.9));
+    }
+
+    #[test]
+    fn idle_per_session() {
+        let mut a = IdleSample {
+            workload: "idle".into(),
+            round: 1,
+            sink: Side::Ours,
+            sessions_target: 10_000,
+            sessions_open: 10_000,
+            outcome: Outcome::Ok,
+            rss_before_kib: Some(2_000),
+            rss_after_kib: Some(162_000),
+            detail: None,
+        };
+        assert_eq!(a.kib_per_session(), Some(16.0));
+        let mut b = a.clone();
+        b.sink = Side::Postfix;
+        b.rss_after_kib = Some(82_000);
+        assert_eq!(
+            idle_per_round_ratios(&[a.clone(), b.clone()], "idle"),
+            vec![(1, 2.0)]
+        );
+        a.outcome = Outcome::Error;
+        assert!(idle_per_round_ratios(&[a.clone(), b], "idle").is_empty());
+        a.sessions_open = 0;
+        assert_eq!(a.kib_per_session(), None);
+    }
+
+    #[test]
+    fn workloads_and_scaling() {
+        let w = workload("reuse").unwrap();
+        assert_eq!(
+            w.source_args(),
+            ["-s", "20", "-d", "-l", "5120", "-m", "50000"]
+        );
+        assert!(w.sink_args().is_empty());
+        assert_eq!(
+            workload("conn").unwrap().source_args(),
+            ["-s", "20", "-l", "5120", "-m", "20000"]
+        );
+        let wide = workload("wide").unwrap();
+        assert_eq!(wide.sink_args(), ["-m", "5000"]);
+        let q = wide.scaled(10);
+        assert_eq!(
+            q.source_args(),
+            ["-s", "1000", "-d", "-l", "1024", "-m", "10000"]
+        );
+        let tiny = wide.scaled(1_000_000);
+        assert_eq!(
+            tiny.source_args(),
+            ["-s", "1", "-d", "-l", "1024", "-m", "1"]
+        );
+        let idle = workload("idle").unwrap();
+        assert_eq!(idle.sink_args(), ["-m", "10001", "-t", "600"]);
+        assert_eq!(idle.scaled(10).kind, Kind::Idle { sessions: 1000 });
+        assert!(workload("nope").is_none());
+    }
+
+    #[test]
+    fn markdown_table() {
+        let mut s = vec![
+            run("reuse", 1, PP, 2.0, 1.0, 1.0),
+            run("reuse", 1, PO, 2.0, 1.0, 0.5),
+            run("reuse", 1, OP, 1.0, 0.5, 1.0),
+            run("reuse", 1, OO, 0.5, 0.5, 0.5),
+            run("reuse", 2, PP, 2.0, 1.0, 1.0),
+            run("reuse", 2, PO, 2.0, 1.0, 0.8),
+            run("reuse", 2, OP, 1.0, 0.5, 1.0),
+            run("reuse", 2, OO, 0.5, 0.5, 0.5),
+        ];
+        s[7].outcome = Outcome::Timeout;
+        s[7].detail = Some("killed after\n5 s".into());
+        let idle = vec![IdleSample {
+            workload: "idle".into(),
+            round: 1,
+            sink: Side::Ours,
+            sessions_target: 100,
+            sessions_open: 100,
+            outcome: Outcome::Ok,
+            rss_before_kib: Some(1000),
+            rss_after_kib: Some(1800),
+            detail: None,
+        }];
+        let ws = [workload("reuse").unwrap(), workload("idle").unwrap()];
+        let md = render_markdown(&Report {
+            header: vec!["# Bench".into()],
+            workloads: &ws,
+            rounds: 2,
+            runs: &s,
+            idle: &idle,
+            scaled: false,
+        });
+        assert!(md.starts_with("# Bench\n"), "{md}");
+        assert!(md.contains("| Postfix | Postfix | 0/2 | 2.000 (2.000–2.000) | 500 (500–500) | 1.000 (1.000–1.000) | 1.000 (1.000–1.000) |"), "{md}");
+        assert!(
+            md.contains("| ours | ours | 1/2 (1× timeout) | 0.500 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| sink CPU ours/Postfix (Postfix source) | 0.65 (0.50–0.80) | 2 | ≤ 0.7 | met |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| source wall ours/Postfix (Postfix sink) | 0.50 (0.50–0.50) | 2 | ≤ 0.75 | met |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| msg/s ours pair / Postfix pair | 4.00 | 1 | ≥ 2 | met |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("- `reuse` round 2 source ours → sink ours: timeout — `killed after 5 s`"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| ours | 0/1 | 100 | 1000 | 1800 | 8.00 | ≤ 64 | met |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| Postfix | 0/0 | – | – | – | – |  |  |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn markdown_not_met_and_no_data() {
+        let s = vec![
+            run("big", 1, PP, 1.0, 1.0, 1.0),
+            run("big", 1, PO, 1.0, 1.0, 0.9),
+        ];
+        let ws = [workload("big").unwrap()];
+        let md = render_markdown(&Report {
+            header: vec![],
+            workloads: &ws,
+            rounds: 1,
+            runs: &s,
+            idle: &[],
+            scaled: true,
+        });
+        assert!(
+            md.contains(
+                "| sink CPU ours/Postfix (Postfix source) | 0.90 | 1 | ≤ 0.2 | **NOT met** |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("Scaled-down run"), "{md}");
+        assert!(!md.contains("### Failures"), "{md}");
+    }
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc_string(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc_string(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc_string(1_700_000_000), "2023-11-14 22:13:20 UTC");
+        assert_eq!(utc_string(-1), "1969-12-31 23:59:59 UTC");
+    }
+
+    #[test]
+    fn one_line_details() {
+        assert_eq!(one_line("a\n  b\tc `x`"), "a b c 'x'");
+        assert_eq!(one_line(&"y".repeat(300)).chars().count(), 201);
+    }
+}

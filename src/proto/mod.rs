@@ -6,3 +6,4 @@ pub mod date;
 pub mod hostname;
 pub mod data;
 pub mod line;
+pub mod reply;

@@ -443,4 +443,5 @@ pub fn count_final_lines(bytes: &[u8]) -> usize {
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("tempdir")
 }
+pub mod capture;
 pub mod sink;

@@ -231,7 +231,11 @@ mod tests {
                 Some(22),
                 b"x\n.\ny\n\nz\n.\n\n",
             ),
-            (b"\x00\xff\r\n\x80.\r\n.\r\n", Some(11), b"\x00\xff\n\x80.\n\n"),
+            (
+                b"\x00\xff\r\n\x80.\r\n.\r\n",
+                Some(11),
+                b"\x00\xff\n\x80.\n\n",
+            ),
             (b"", None, b""),
             (b"abc", None, b"abc"),
         ];

@@ -101,7 +101,10 @@ pub fn split_command(line: &[u8]) -> CommandLine<'_> {
         Some(nul) => &line[..nul],
         None => line,
     };
-    let start = text.iter().position(|&b| !is_blank(b)).unwrap_or(text.len());
+    let start = text
+        .iter()
+        .position(|&b| !is_blank(b))
+        .unwrap_or(text.len());
     let rest = &text[start..];
     let end = rest.iter().position(|&b| is_blank(b)).unwrap_or(rest.len());
     let token = &rest[..end];
@@ -116,6 +119,9 @@ pub fn split_command(line: &[u8]) -> CommandLine<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    type Frames = Vec<Result<Vec<u8>, Frame>>;
+    type SplitCase<'a> = (&'a [u8], &'a [u8], &'a [u8], &'a [u8]);
 
     /// Trivially correct reference: the first CR LF within the limit.
     fn reference(buf: &[u8]) -> Frame {
@@ -133,7 +139,7 @@ mod tests {
 
     /// Feed `input` in the given pieces; collect every frame (lines as
     /// byte strings, and a final marker).
-    fn frames(input: &[u8], cuts: &[usize]) -> Vec<Result<Vec<u8>, Frame>> {
+    fn frames(input: &[u8], cuts: &[usize]) -> Frames {
         let mut reader = LineReader::new();
         let mut buf = Vec::new();
         let mut out = Vec::new();
@@ -166,7 +172,7 @@ mod tests {
         out
     }
 
-    fn lines(v: &[&[u8]], last: Frame) -> Vec<Result<Vec<u8>, Frame>> {
+    fn lines(v: &[&[u8]], last: Frame) -> Frames {
         let mut out: Vec<_> = v.iter().map(|l| Ok(l.to_vec())).collect();
         out.push(Err(last));
         out
@@ -184,7 +190,7 @@ mod tests {
     #[test]
     fn framing_table() {
         let p = Frame::Partial;
-        let cases: Vec<(&[u8], Vec<Result<Vec<u8>, Frame>>)> = vec![
+        let cases: Vec<(&[u8], Frames)> = vec![
             (b"NOOP\r\n", lines(&[b"NOOP\r\n"], p)),
             (b"NOOP\n", lines(&[], p)),
             (b"NOOP\nHELO x\r\n", lines(&[b"NOOP\nHELO x\r\n"], p)),
@@ -239,7 +245,9 @@ mod tests {
                     _ => b'a',
                 })
                 .collect();
-            let mut cuts: Vec<usize> = (0..(next() % 6)).map(|_| (next() as usize) % (len + 1)).collect();
+            let mut cuts: Vec<usize> = (0..(next() % 6))
+                .map(|_| (next() as usize) % (len + 1))
+                .collect();
             cuts.sort_unstable();
             // frames() asserts agreement with the reference at every step.
             let got = frames(&input, &cuts);
@@ -249,7 +257,7 @@ mod tests {
 
     #[test]
     fn split_table() {
-        let cases: &[(&[u8], &[u8], &[u8], &[u8])] = &[
+        let cases: &[SplitCase] = &[
             (b"NOOP\r\n", b"NOOP", b"NOOP", b""),
             (b"MAIL FROM:<a>\r\n", b"MAIL FROM:<a>", b"MAIL", b"FROM:<a>"),
             (b"  \tHELO   a b", b"  \tHELO   a b", b"HELO", b"  a b"),

@@ -303,38 +303,109 @@ const SHORTS: &[ShortOpt] = &[
     flag('6', "Listen on IPv6 only"),
     flag('8', "Do not announce 8BITMIME"),
     flag('a', "Do not announce AUTH PLAIN LOGIN (AUTH stays enabled)"),
-    valued('A', "delay", "After 354, wait DELAY s, reply 550 This violates SMTP, disconnect"),
-    valued('b', "soft_bounce_reply", "Soft-error reply text (4XX), default '450 4.3.0 Error: command failed'"),
-    valued('B', "hard_bounce_reply", "Hard-error reply text (5XX), default '500 5.3.0 Error: command failed'"),
+    valued(
+        'A',
+        "delay",
+        "After 354, wait DELAY s, reply 550 This violates SMTP, disconnect",
+    ),
+    valued(
+        'b',
+        "soft_bounce_reply",
+        "Soft-error reply text (4XX), default '450 4.3.0 Error: command failed'",
+    ),
+    valued(
+        'B',
+        "hard_bounce_reply",
+        "Hard-error reply text (5XX), default '500 5.3.0 Error: command failed'",
+    ),
     flag('c', "Show sess/quit/mesg counters on stdout"),
     flag('C', "Disable and do not announce XCLIENT"),
-    valued('d', "dump-template", "Dump each transaction to a new file: strftime(TEMPLATE) + 8 hex digits"),
-    valued('D', "dump-template", "Append each transaction to the file strftime(TEMPLATE)"),
+    valued(
+        'd',
+        "dump-template",
+        "Dump each transaction to a new file: strftime(TEMPLATE) + 8 hex digits",
+    ),
+    valued(
+        'D',
+        "dump-template",
+        "Append each transaction to the file strftime(TEMPLATE)",
+    ),
     flag('e', "Plain SMTP: no ESMTP in the greeting, EHLO disabled"),
     flag('E', "Do not announce ENHANCEDSTATUSCODES"),
-    valued('f', "commands", "Reply with the hard error to these commands (and drop PIPELINING)"),
+    valued(
+        'f',
+        "commands",
+        "Reply with the hard error to these commands (and drop PIPELINING)",
+    ),
     flag('F', "Disable and do not announce XFORWARD"),
-    valued('h', "hostname", "Host name in greeting, HELO/EHLO reply and Received (default smtp-sink)"),
+    valued(
+        'h',
+        "hostname",
+        "Host name in greeting, HELO/EHLO reply and Received (default smtp-sink)",
+    ),
     valued('H', "delay", "After 354, stop reading for DELAY s"),
-    flag('L', "Speak LMTP (LHLO, one reply per recipient after the dot)"),
-    valued('m', "max_concurrency", "Maximum simultaneous sessions (default 256)"),
+    flag(
+        'L',
+        "Speak LMTP (LHLO, one reply per recipient after the dot)",
+    ),
+    valued(
+        'm',
+        "max_concurrency",
+        "Maximum simultaneous sessions (default 256)",
+    ),
     valued('M', "message_quit_count", "Exit 0 after this many messages"),
-    valued('n', "quit_count", "Exit 0 after this many sessions ended with QUIT"),
+    valued(
+        'n',
+        "quit_count",
+        "Exit 0 after this many sessions ended with QUIT",
+    ),
     flag('N', "Do not announce DSN"),
     flag('p', "Do not announce PIPELINING"),
     flag('P', "Greeting 220 ******** (implies -e)"),
-    valued('q', "commands", "Disconnect without reply on these commands"),
-    valued('Q', "commands", "Reply 421 and disconnect on these commands"),
-    valued('r', "commands", "Reply with the soft error to these commands (and drop PIPELINING)"),
+    valued(
+        'q',
+        "commands",
+        "Disconnect without reply on these commands",
+    ),
+    valued(
+        'Q',
+        "commands",
+        "Reply 421 and disconnect on these commands",
+    ),
+    valued(
+        'r',
+        "commands",
+        "Reply with the soft error to these commands (and drop PIPELINING)",
+    ),
     valued('R', "root-dir", "chroot to this directory (only with -u)"),
     valued('s', "commands", "Log these commands to syslog (mail.info)"),
-    valued('S', "start-string", "Write this (C escapes allowed) at the start of each dump"),
-    valued('t', "timeout", "Idle timeout and write time limit in seconds (default 100)"),
+    valued(
+        'S',
+        "start-string",
+        "Write this (C escapes allowed) at the start of each dump",
+    ),
+    valued(
+        't',
+        "timeout",
+        "Idle timeout and write time limit in seconds (default 100)",
+    ),
     valued('T', "window", "SO_SNDBUF/SO_RCVBUF of the TCP listener"),
-    valued('u', "user_privs", "Switch to this user after creating the listener (required as root)"),
+    valued(
+        'u',
+        "user_privs",
+        "Switch to this user after creating the listener (required as root)",
+    ),
     flag('v', "Verbose output on stderr (repeatable)"),
-    valued('w', "delay", "Delay the reply to DATA by DELAY s (same as -W data:DELAY)"),
-    valued('W', "cmd:delay[:odds]", "Delay the reply to CMD by DELAY s; with ODDS 1-99 a random multiple"),
+    valued(
+        'w',
+        "delay",
+        "Delay the reply to DATA by DELAY s (same as -W data:DELAY)",
+    ),
+    valued(
+        'W',
+        "cmd:delay[:odds]",
+        "Delay the reply to CMD by DELAY s; with ODDS 1-99 a random multiple",
+    ),
 ];
 
 /// The command-line description (`--help` documents every option).
@@ -390,7 +461,8 @@ fn command_list(value: &[u8]) -> Result<Vec<Cmd>> {
         .split(|b| matches!(b, b',' | b' ' | b'\t' | b'\r' | b'\n'))
         .filter(|name| !name.is_empty())
         .map(|name| {
-            Cmd::lookup(name).ok_or_else(|| Error::fatal(format!("unknown command: {}", text(name))))
+            Cmd::lookup(name)
+                .ok_or_else(|| Error::fatal(format!("unknown command: {}", text(name))))
         })
         .collect()
 }
@@ -403,7 +475,11 @@ fn parse_delay(value: &[u8]) -> Result<(Cmd, Delay)> {
         let tail = &rest[start..];
         let end = tail.iter().position(|&b| b == b':').unwrap_or(tail.len());
         let token = &tail[..end];
-        rest = if end < tail.len() { &tail[end + 1..] } else { &tail[end..] };
+        rest = if end < tail.len() {
+            &tail[end + 1..]
+        } else {
+            &tail[end..]
+        };
         Some(token)
     };
     let (Some(name), Some(delay)) = (field(), field()) else {
@@ -490,9 +566,9 @@ impl SinkConfig {
         match args::parse(&SPEC, argv)? {
             Parsed::Help(text) => Ok(Command::Help(text)),
             Parsed::Version(text) => Ok(Command::Version(text)),
-            Parsed::Run { opts, operands } => Ok(Command::Run(Box::new(Self::from_opts(
-                &opts, &operands,
-            )?))),
+            Parsed::Run { opts, operands } => {
+                Ok(Command::Run(Box::new(Self::from_opts(&opts, &operands)?)))
+            }
         }
     }
 
@@ -639,7 +715,9 @@ impl SinkConfig {
         if operands.len() != 2 {
             return Err(Error::Usage);
         }
-        c.backlog = atoi(std::os::unix::ffi::OsStrExt::as_bytes(operands[1].as_os_str()));
+        c.backlog = atoi(std::os::unix::ffi::OsStrExt::as_bytes(
+            operands[1].as_os_str(),
+        ));
         if c.backlog <= 0 {
             return Err(Error::Usage);
         }
@@ -731,16 +809,43 @@ mod tests {
             (vec!["-B", "450", ":25", "1"], Err(Error::Usage)),
             (vec!["-w", "0", ":25", "1"], Err(Error::Usage)),
             (vec!["-f", "FOO", ":25", "1"], fatal("unknown command: FOO")),
-            (vec!["-s", "conNect,bogus", ":25", "1"], fatal("unknown command: bogus")),
-            (vec!["-W", "Bogus:1", ":25", "1"], fatal("unknown command: Bogus")),
-            (vec!["-W", "data", ":25", "1"], fatal("invalid command delay argument: data")),
-            (vec!["-W", "DATA:0", ":25", "1"], fatal("non-positive 'DATA' delay")),
-            (vec!["-W", "data:1:100", ":25", "1"], fatal("delay odds for 'data' out of range")),
-            (vec!["-W", "data:1:-1", ":25", "1"], fatal("delay odds for 'data' out of range")),
+            (
+                vec!["-s", "conNect,bogus", ":25", "1"],
+                fatal("unknown command: bogus"),
+            ),
+            (
+                vec!["-W", "Bogus:1", ":25", "1"],
+                fatal("unknown command: Bogus"),
+            ),
+            (
+                vec!["-W", "data", ":25", "1"],
+                fatal("invalid command delay argument: data"),
+            ),
+            (
+                vec!["-W", "DATA:0", ":25", "1"],
+                fatal("non-positive 'DATA' delay"),
+            ),
+            (
+                vec!["-W", "data:1:100", ":25", "1"],
+                fatal("delay odds for 'data' out of range"),
+            ),
+            (
+                vec!["-W", "data:1:-1", ":25", "1"],
+                fatal("delay odds for 'data' out of range"),
+            ),
             (vec!["-t", "0", ":25", "1"], fatal("bad timeout: 0")),
-            (vec!["-T", "-1", ":25", "1"], fatal("bad TCP window size: -1")),
-            (vec!["-m", "x", ":25", "1"], fatal("bad concurrency limit: x")),
-            (vec!["-M", "0", ":25", "1"], fatal("bad message quit count: 0")),
+            (
+                vec!["-T", "-1", ":25", "1"],
+                fatal("bad TCP window size: -1"),
+            ),
+            (
+                vec!["-m", "x", ":25", "1"],
+                fatal("bad concurrency limit: x"),
+            ),
+            (
+                vec!["-M", "0", ":25", "1"],
+                fatal("bad message quit count: 0"),
+            ),
             (vec!["-n", "0", ":25", "1"], fatal("bad quit count: 0")),
             (vec!["-H", "0", ":25", "1"], fatal("bad data read delay: 0")),
             (

@@ -231,7 +231,13 @@ impl Dump {
     }
 
     /// The Received block, written when DATA is accepted.
-    pub fn received(&mut self, helo: Option<&[u8]>, client: &ClientAddr, hostname: &[u8], proto: &str) {
+    pub fn received(
+        &mut self,
+        helo: Option<&[u8]>,
+        client: &ClientAddr,
+        hostname: &[u8],
+        proto: &str,
+    ) {
         let mut block = Vec::with_capacity(256);
         block.extend_from_slice(b"Received: from ");
         match helo {
@@ -272,7 +278,13 @@ impl Dump {
         };
         let mut temp = match self.out.into_inner() {
             Ok(f) => f,
-            Err(e) => return Err(format!("write {}: {}", show(&self.path), errno_text(e.error()))),
+            Err(e) => {
+                return Err(format!(
+                    "write {}: {}",
+                    show(&self.path),
+                    errno_text(e.error())
+                ))
+            }
         };
         append(&mut temp, &self.path, &shared)
     }

@@ -27,8 +27,8 @@ mod session;
 mod syslog;
 
 pub use config::{
-    atoi, unescape, usage, Cmd, CmdFlags, Command, Delay, DumpMode, SinkConfig,
-    DEFAULT_HARD_REPLY, DEFAULT_SOFT_REPLY, SPEC,
+    atoi, unescape, usage, Cmd, CmdFlags, Command, Delay, DumpMode, SinkConfig, DEFAULT_HARD_REPLY,
+    DEFAULT_SOFT_REPLY, SPEC,
 };
 pub use reply::Replies;
 
@@ -233,9 +233,7 @@ impl Server {
     /// Synchronous; may be called inside or outside a tokio runtime.
     pub fn bind(config: SinkConfig) -> Result<Server> {
         raise_nofile_limit();
-        if config.require_user_as_root
-            && config.user.is_none()
-            && nix::unistd::geteuid().is_root()
+        if config.require_user_as_root && config.user.is_none() && nix::unistd::geteuid().is_root()
         {
             return Err(Error::fatal("-u option is required if running as root"));
         }
@@ -276,9 +274,9 @@ impl Server {
             config: self.config,
         });
         let listener = match self.listener {
-            StdListener::Tcp(l) => {
-                Listener::Tcp(tokio::net::TcpListener::from_std(l).map_err(|e| io_fatal("listen", &e))?)
-            }
+            StdListener::Tcp(l) => Listener::Tcp(
+                tokio::net::TcpListener::from_std(l).map_err(|e| io_fatal("listen", &e))?,
+            ),
             StdListener::Unix(l) => Listener::Unix(
                 tokio::net::UnixListener::from_std(l).map_err(|e| io_fatal("listen", &e))?,
             ),

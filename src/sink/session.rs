@@ -419,7 +419,10 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             diag::info(&diag::sanitize(cl.text));
         }
         let flow = if cl.token.is_empty() {
-            self.reply(reply::EMPTY_COMMAND).await.err().unwrap_or(Flow::Continue)
+            self.reply(reply::EMPTY_COMMAND)
+                .await
+                .err()
+                .unwrap_or(Flow::Continue)
         } else {
             match Cmd::lookup(cl.token).filter(|&c| self.enabled(c)) {
                 None => self
@@ -576,7 +579,12 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                     self.reply(reply::START_DATA).await?;
                     if let Some(dump) = &mut self.dump {
                         let config = &self.shared.config;
-                        dump.received(self.helo.as_deref(), &self.client, &config.hostname, self.proto);
+                        dump.received(
+                            self.helo.as_deref(),
+                            &self.client,
+                            &config.hostname,
+                            self.proto,
+                        );
                     }
                     self.mode = Mode::Data;
                     self.scanner = DataScanner::new();

@@ -42,7 +42,9 @@ pub fn listening(port: u16) -> bool {
         std::fs::read_to_string(file).is_ok_and(|text| {
             text.lines().skip(1).any(|line| {
                 let fields: Vec<&str> = line.split_whitespace().collect();
-                fields.len() > 3 && format!("{} ", fields[1]).ends_with(&needle) && fields[3] == "0A"
+                fields.len() > 3
+                    && format!("{} ", fields[1]).ends_with(&needle)
+                    && fields[3] == "0A"
             })
         })
     })
@@ -51,7 +53,13 @@ pub fn listening(port: u16) -> bool {
 /// Start `program` with `args`, then `HOST:PORT 100` on a free port (IPv4
 /// loopback unless `host` says otherwise). Adds `-u nobody` as root. Waits
 /// until the port listens, without connecting.
-pub fn start_at(program: &Path, argv0: &str, args: &[&str], host: &str, dir: Option<&Path>) -> Sink {
+pub fn start_at(
+    program: &Path,
+    argv0: &str,
+    args: &[&str],
+    host: &str,
+    dir: Option<&Path>,
+) -> Sink {
     for _ in 0..10 {
         let port = free_port();
         let addr: SocketAddr = format!("{host}:{port}").parse().expect("addr");
@@ -69,7 +77,11 @@ pub fn start_at(program: &Path, argv0: &str, args: &[&str], host: &str, dir: Opt
         }
         let out = proc.kill();
         if !out.stderr_text().contains("in use") {
-            panic!("sink {} did not start: {}", program.display(), out.stderr_text());
+            panic!(
+                "sink {} did not start: {}",
+                program.display(),
+                out.stderr_text()
+            );
         }
     }
     panic!("no free port for {}", program.display());
@@ -139,7 +151,11 @@ pub fn mask_dump(text: &str) -> String {
                 continue;
             }
         }
-        if line.starts_with('\t') && (line.contains(" +") || line.contains(" -")) && line.contains(':') && line.ends_with(')') {
+        if line.starts_with('\t')
+            && (line.contains(" +") || line.contains(" -"))
+            && line.contains(':')
+            && line.ends_with(')')
+        {
             out.push("\tDATE".to_string());
             continue;
         }

@@ -4,3 +4,4 @@
 
 pub mod date;
 pub mod hostname;
+pub mod reply;

@@ -443,3 +443,4 @@ pub fn count_final_lines(bytes: &[u8]) -> usize {
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("tempdir")
 }
+pub mod capture;

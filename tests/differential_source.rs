@@ -12,7 +12,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 
 use common::capture::{default_action, mask, reply, run_source, show, Action, Capture, Cmd};
@@ -25,7 +25,7 @@ struct Run {
     conns: Vec<Vec<u8>>,
 }
 
-fn run_one(program: &PathBuf, args: &[&str], banner: &Action, lmtp: bool, rules: &Rules) -> Run {
+fn run_one(program: &Path, args: &[&str], banner: &Action, lmtp: bool, rules: &Rules) -> Run {
     let rules = Arc::clone(rules);
     let script = Arc::new(move |cmd: &Cmd| rules(cmd).unwrap_or_else(|| default_action(cmd, lmtp)));
     let cap = Capture::start(banner.clone(), script);

@@ -10,9 +10,8 @@ use std::time::Duration;
 /// The last `mesg=N` of a sink's `-c` counter output.
 fn last_mesg(stdout: &[u8]) -> Option<u64> {
     let text = String::from_utf8_lossy(stdout);
-    text.split('\r')
-        .filter_map(|line| line.rsplit("mesg=").next()?.trim().parse().ok())
-        .last()
+    text.rsplit('\r')
+        .find_map(|line| line.rsplit("mesg=").next()?.trim().parse().ok())
 }
 
 #[test]

@@ -77,7 +77,7 @@ impl Pacing {
             // The next ticket's time decides; peeking does not take it.
             Some(_) => {
                 let k = self.next.load(Ordering::Relaxed);
-                !self.end.is_some_and(|end| self.intended(k) >= end)
+                self.end.is_none_or(|end| self.intended(k) < end)
             }
             None => !self.expired(Instant::now()),
         }

@@ -182,10 +182,10 @@ mod tests {
             assert_eq!(got.len(), len + 2);
             assert_eq!(got, want, "-l {len}");
         }
-        // Every line of a big body is at most 78 bytes + CRLF.
+        // Every line of a big body is at most 80 bytes + CRLF (the tail).
         let big = generated_body(5120);
         assert_eq!(big.len(), 5122);
-        assert!(big.split(|&b| b == b'\n').all(|l| l.len() <= 80));
+        assert!(big.split(|&b| b == b'\n').all(|l| l.len() <= 81));
     }
 
     #[test]

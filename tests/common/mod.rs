@@ -444,4 +444,5 @@ pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("tempdir")
 }
 pub mod capture;
+pub mod mta;
 pub mod sink;

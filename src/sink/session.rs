@@ -556,7 +556,15 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                         };
                         match Dump::begin(mode, now_secs(), &header) {
                             Ok(dump) => self.dump = Some(dump),
-                            Err(text) => return Err(Flow::Fatal(text)),
+                            Err(text) => {
+                                // As in Postfix, the 250 reached the client
+                                // only if no further input was pending.
+                                if self.conn.read_buf().is_empty() && self.conn.try_fill().is_none()
+                                {
+                                    let _ = self.flush().await;
+                                }
+                                return Err(Flow::Fatal(text));
+                            }
                         }
                     }
                 }

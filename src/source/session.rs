@@ -213,9 +213,12 @@ impl Session {
     }
 
     /// Read one complete reply; returns its code (text in the parser).
+    ///
+    /// Deviation D2: the time limit covers the whole wait for the reply,
+    /// from the first byte on (Postfix waits for the first byte forever).
     async fn reply(&mut self, ctx: Ctx) -> Result<u32> {
         let verbose = self.shared.config.verbose > 0;
-        let limit = self.shared.config.io_timeout;
+        let deadline = tokio::time::Instant::now() + self.shared.config.io_timeout;
         loop {
             let Some(conn) = self.conn.as_mut() else {
                 return Err(self.lost(ctx));
@@ -246,7 +249,7 @@ impl Session {
                     if conn.disabled {
                         return Err(self.lost(ctx));
                     }
-                    match tokio::time::timeout(limit, conn.io.fill()).await {
+                    match tokio::time::timeout_at(deadline, conn.io.fill()).await {
                         Ok(Ok(0)) | Ok(Err(_)) => return Err(self.lost(ctx)),
                         Ok(Ok(_)) => {}
                         Err(_) => return Err(self.timeout(ctx)),

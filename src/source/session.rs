@@ -133,11 +133,16 @@ impl Session {
         Error::fatal(format!("timeout while {}", self.ctx_text(ctx)))
     }
 
-    fn conn(&mut self) -> &mut Conn {
-        // Every caller runs after a successful connect in this message.
+    /// The open connection. Every caller runs after a successful connect
+    /// in this message; a missing connection is reported as lost rather
+    /// than trusted as an invariant.
+    fn conn(&mut self, ctx: Ctx) -> Result<&mut Conn> {
+        if self.conn.is_none() {
+            return Err(self.lost(ctx));
+        }
         self.conn
             .as_mut()
-            .expect("session invariant: connection open")
+            .ok_or_else(|| Error::fatal("lost connection"))
     }
 
     async fn connect(&mut self) -> Result<()> {
@@ -185,7 +190,7 @@ impl Session {
     async fn send(&mut self, ctx: Ctx) -> Result<()> {
         let verbose = self.shared.config.verbose > 0;
         let limit = self.shared.config.io_timeout;
-        let conn = self.conn();
+        let conn = self.conn(ctx)?;
         if verbose {
             let buf = conn.io.write_buf();
             let line = &buf[..buf.len().saturating_sub(2)];
@@ -201,16 +206,19 @@ impl Session {
 
     /// Queue `line` (without CRLF) and send it.
     async fn command(&mut self, line: &[u8], ctx: Ctx) -> Result<()> {
-        let buf = self.conn().io.write_buf();
+        let buf = self.conn(ctx)?.io.write_buf();
         buf.extend_from_slice(line);
         buf.extend_from_slice(b"\r\n");
         self.send(ctx).await
     }
 
     /// Read one complete reply; returns its code (text in the parser).
+    ///
+    /// Deviation D2: the time limit covers the whole wait for the reply,
+    /// from the first byte on (Postfix waits for the first byte forever).
     async fn reply(&mut self, ctx: Ctx) -> Result<u32> {
         let verbose = self.shared.config.verbose > 0;
-        let limit = self.shared.config.io_timeout;
+        let deadline = tokio::time::Instant::now() + self.shared.config.io_timeout;
         loop {
             let Some(conn) = self.conn.as_mut() else {
                 return Err(self.lost(ctx));
@@ -241,7 +249,7 @@ impl Session {
                     if conn.disabled {
                         return Err(self.lost(ctx));
                     }
-                    match tokio::time::timeout(limit, conn.io.fill()).await {
+                    match tokio::time::timeout_at(deadline, conn.io.fill()).await {
                         Ok(Ok(0)) | Ok(Err(_)) => return Err(self.lost(ctx)),
                         Ok(Ok(_)) => {}
                         Err(_) => return Err(self.timeout(ctx)),
@@ -311,7 +319,7 @@ impl Session {
 
         let mut accepted = 0u32;
         for _ in 0..config.recipients {
-            self.queue_rcpt();
+            self.queue_rcpt()?;
             self.send(Ctx::Rcpt).await?;
             let code = self.reply(Ctx::Rcpt).await?;
             if code / 100 == 2 {
@@ -352,7 +360,7 @@ impl Session {
     }
 
     /// Queue `RCPT TO:<...>` with the process-wide numbering (spec 8).
-    fn queue_rcpt(&mut self) {
+    fn queue_rcpt(&mut self) -> Result<()> {
         let shared = Arc::clone(&self.shared);
         let n = if shared.config.numbering {
             let n = shared.rcpt_counter.fetch_add(1, Ordering::Relaxed);
@@ -361,10 +369,11 @@ impl Session {
         } else {
             None
         };
-        let buf = self.conn().io.write_buf();
+        let buf = self.conn(Ctx::Rcpt)?.io.write_buf();
         buf.extend_from_slice(b"RCPT TO:<");
         shared.write_recipient(buf, n);
         buf.extend_from_slice(b">\r\n");
+        Ok(())
     }
 
     /// Headers (per message), the shared body and the final `.`, in one
@@ -379,7 +388,7 @@ impl Session {
         if config.verbose > 0 {
             diag::info(".");
         }
-        let conn = self.conn();
+        let conn = self.conn(Ctx::Message)?;
         let fd = conn.fd;
         shared.template.write_headers(
             conn.io.write_buf(),

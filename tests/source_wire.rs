@@ -397,3 +397,16 @@ fn unix_endpoint() {
     assert_eq!(t.len(), 2);
     assert_eq!(t[0][0], "HELO vm");
 }
+
+#[test]
+fn body_larger_than_one_write_slice() {
+    let len = 2_500_001usize;
+    let t = transcripts(&["-M", "vm", "-o", "-l", &len.to_string()]);
+    let got = content(&t[0]);
+    assert_eq!(got.len(), len + 2);
+    assert!(got.starts_with(&body_line(Some(1))));
+    assert!(got.ends_with(b"X\r\n"));
+    let lines = got.split(|&b| b == b'\n').count() - 1;
+    assert_eq!(lines, len / 80 + 1);
+    assert!(t[0].ends_with(b"\r\n.\r\nQUIT\r\n"));
+}

@@ -24,6 +24,11 @@ use super::Shared;
 /// thousands of sessions cheap.
 const READ_CHUNK: usize = 4096;
 
+/// Largest piece of a message body written under one time limit: a
+/// message of any size may take longer than the limit as a whole, as long
+/// as it keeps moving (Postfix limits each write, not the message).
+const WRITE_SLICE: usize = 1 << 20;
+
 /// Pause between connect attempts (Postfix: 10 µs).
 const RETRY_PAUSE: Duration = Duration::from_micros(10);
 
@@ -398,12 +403,26 @@ impl Session {
             fd,
             remaining,
         );
-        let res =
-            tokio::time::timeout(limit, conn.io.flush_with(&shared.template.body, b".\r\n")).await;
-        match res {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(self.lost(Ctx::Message)),
-            Err(_) => return Err(self.timeout(Ctx::Message)),
+        // The time limit is per write, not per message: a huge body is
+        // written in slices, each with its own limit (the first slice also
+        // carries the headers, the last one the final dot).
+        let mut rest: &[u8] = &shared.template.body;
+        loop {
+            let last = rest.len() <= WRITE_SLICE;
+            let (part, tail): (&[u8], &[u8]) = if last {
+                (rest, b".\r\n")
+            } else {
+                (&rest[..WRITE_SLICE], b"")
+            };
+            match tokio::time::timeout(limit, conn.io.flush_with(part, tail)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(self.lost(Ctx::Message)),
+                Err(_) => return Err(self.timeout(Ctx::Message)),
+            }
+            if last {
+                break;
+            }
+            rest = &rest[WRITE_SLICE..];
         }
         let sent = shared.messages.fetch_add(1, Ordering::Relaxed) + 1;
         if config.counter {

@@ -14,5 +14,6 @@ pub mod measure;
 pub mod proto;
 pub mod sink;
 pub mod source;
+pub mod tls;
 
 pub use diag::{Error, Result};

@@ -24,6 +24,11 @@ use super::Shared;
 /// thousands of sessions cheap.
 const READ_CHUNK: usize = 4096;
 
+/// Largest piece of a message body written under one time limit: a
+/// message of any size may take longer than the limit as a whole, as long
+/// as it keeps moving (Postfix limits each write, not the message).
+const WRITE_SLICE: usize = 1 << 20;
+
 /// Pause between connect attempts (Postfix: 10 µs).
 const RETRY_PAUSE: Duration = Duration::from_micros(10);
 
@@ -133,11 +138,16 @@ impl Session {
         Error::fatal(format!("timeout while {}", self.ctx_text(ctx)))
     }
 
-    fn conn(&mut self) -> &mut Conn {
-        // Every caller runs after a successful connect in this message.
+    /// The open connection. Every caller runs after a successful connect
+    /// in this message; a missing connection is reported as lost rather
+    /// than trusted as an invariant.
+    fn conn(&mut self, ctx: Ctx) -> Result<&mut Conn> {
+        if self.conn.is_none() {
+            return Err(self.lost(ctx));
+        }
         self.conn
             .as_mut()
-            .expect("session invariant: connection open")
+            .ok_or_else(|| Error::fatal("lost connection"))
     }
 
     async fn connect(&mut self) -> Result<()> {
@@ -185,7 +195,7 @@ impl Session {
     async fn send(&mut self, ctx: Ctx) -> Result<()> {
         let verbose = self.shared.config.verbose > 0;
         let limit = self.shared.config.io_timeout;
-        let conn = self.conn();
+        let conn = self.conn(ctx)?;
         if verbose {
             let buf = conn.io.write_buf();
             let line = &buf[..buf.len().saturating_sub(2)];
@@ -201,16 +211,19 @@ impl Session {
 
     /// Queue `line` (without CRLF) and send it.
     async fn command(&mut self, line: &[u8], ctx: Ctx) -> Result<()> {
-        let buf = self.conn().io.write_buf();
+        let buf = self.conn(ctx)?.io.write_buf();
         buf.extend_from_slice(line);
         buf.extend_from_slice(b"\r\n");
         self.send(ctx).await
     }
 
     /// Read one complete reply; returns its code (text in the parser).
+    ///
+    /// Deviation D2: the time limit covers the whole wait for the reply,
+    /// from the first byte on (Postfix waits for the first byte forever).
     async fn reply(&mut self, ctx: Ctx) -> Result<u32> {
         let verbose = self.shared.config.verbose > 0;
-        let limit = self.shared.config.io_timeout;
+        let deadline = tokio::time::Instant::now() + self.shared.config.io_timeout;
         loop {
             let Some(conn) = self.conn.as_mut() else {
                 return Err(self.lost(ctx));
@@ -241,7 +254,7 @@ impl Session {
                     if conn.disabled {
                         return Err(self.lost(ctx));
                     }
-                    match tokio::time::timeout(limit, conn.io.fill()).await {
+                    match tokio::time::timeout_at(deadline, conn.io.fill()).await {
                         Ok(Ok(0)) | Ok(Err(_)) => return Err(self.lost(ctx)),
                         Ok(Ok(_)) => {}
                         Err(_) => return Err(self.timeout(ctx)),
@@ -311,7 +324,7 @@ impl Session {
 
         let mut accepted = 0u32;
         for _ in 0..config.recipients {
-            self.queue_rcpt();
+            self.queue_rcpt()?;
             self.send(Ctx::Rcpt).await?;
             let code = self.reply(Ctx::Rcpt).await?;
             if code / 100 == 2 {
@@ -352,7 +365,7 @@ impl Session {
     }
 
     /// Queue `RCPT TO:<...>` with the process-wide numbering (spec 8).
-    fn queue_rcpt(&mut self) {
+    fn queue_rcpt(&mut self) -> Result<()> {
         let shared = Arc::clone(&self.shared);
         let n = if shared.config.numbering {
             let n = shared.rcpt_counter.fetch_add(1, Ordering::Relaxed);
@@ -361,10 +374,11 @@ impl Session {
         } else {
             None
         };
-        let buf = self.conn().io.write_buf();
+        let buf = self.conn(Ctx::Rcpt)?.io.write_buf();
         buf.extend_from_slice(b"RCPT TO:<");
         shared.write_recipient(buf, n);
         buf.extend_from_slice(b">\r\n");
+        Ok(())
     }
 
     /// Headers (per message), the shared body and the final `.`, in one
@@ -379,7 +393,7 @@ impl Session {
         if config.verbose > 0 {
             diag::info(".");
         }
-        let conn = self.conn();
+        let conn = self.conn(Ctx::Message)?;
         let fd = conn.fd;
         shared.template.write_headers(
             conn.io.write_buf(),
@@ -389,12 +403,26 @@ impl Session {
             fd,
             remaining,
         );
-        let res =
-            tokio::time::timeout(limit, conn.io.flush_with(&shared.template.body, b".\r\n")).await;
-        match res {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(self.lost(Ctx::Message)),
-            Err(_) => return Err(self.timeout(Ctx::Message)),
+        // The time limit is per write, not per message: a huge body is
+        // written in slices, each with its own limit (the first slice also
+        // carries the headers, the last one the final dot).
+        let mut rest: &[u8] = &shared.template.body;
+        loop {
+            let last = rest.len() <= WRITE_SLICE;
+            let (part, tail): (&[u8], &[u8]) = if last {
+                (rest, b".\r\n")
+            } else {
+                (&rest[..WRITE_SLICE], b"")
+            };
+            match tokio::time::timeout(limit, conn.io.flush_with(part, tail)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(self.lost(Ctx::Message)),
+                Err(_) => return Err(self.timeout(Ctx::Message)),
+            }
+            if last {
+                break;
+            }
+            rest = &rest[WRITE_SLICE..];
         }
         let sent = shared.messages.fetch_add(1, Ordering::Relaxed) + 1;
         if config.counter {

@@ -163,3 +163,16 @@ pub fn mask_dump(text: &str) -> String {
     }
     out.join("\n")
 }
+
+/// True when nothing at all (no data, no EOF) arrives within `limit`.
+pub fn silent_for(c: &mut Client, limit: Duration) -> bool {
+    use std::io::Read;
+    let _ = c.stream.set_read_timeout(Some(limit));
+    let mut buf = [0u8; 1024];
+    let silent = matches!(
+        c.stream.read(&mut buf),
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+    );
+    let _ = c.stream.set_read_timeout(Some(TIMEOUT));
+    silent
+}

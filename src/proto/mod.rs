@@ -2,7 +2,9 @@
 //! tokio or touches a socket, so every rule can be unit tested by feeding
 //! bytes whole, in pieces and one at a time.
 
+pub mod auth;
 pub mod auth_client;
+pub mod bdat;
 pub mod bdat_send;
 pub mod data;
 pub mod date;
@@ -11,3 +13,4 @@ pub mod hostname;
 pub mod line;
 pub mod pipeline;
 pub mod reply;
+pub mod starttls;

@@ -13,5 +13,6 @@ pub mod endpoint;
 pub mod proto;
 pub mod sink;
 pub mod source;
+pub mod tls;
 
 pub use diag::{Error, Result};

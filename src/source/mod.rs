@@ -122,7 +122,7 @@ pub async fn run(config: SourceConfig) -> Result<Summary> {
             if path.as_os_str().as_bytes().len() >= UNIX_PATH_MAX {
                 return Err(Error::fatal(format!(
                     "unix-domain name too long: {}",
-                    path.display()
+                    diag::sanitize(path.as_os_str().as_bytes())
                 )));
             }
             Target::Unix(path)

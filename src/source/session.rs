@@ -199,7 +199,7 @@ impl Session {
         if verbose {
             let buf = conn.io.write_buf();
             let line = &buf[..buf.len().saturating_sub(2)];
-            diag::info(&String::from_utf8_lossy(line));
+            diag::info(&diag::sanitize(line));
         }
         let res = tokio::time::timeout(limit, conn.io.flush()).await;
         match res {
@@ -241,10 +241,7 @@ impl Session {
                         conn.io.consume(pending);
                     }
                     if verbose {
-                        diag::info(&format!(
-                            "<<< {}",
-                            String::from_utf8_lossy(self.parser.line())
-                        ));
+                        diag::info(&format!("<<< {}", diag::sanitize(self.parser.line())));
                     }
                     if last {
                         return Ok(self.parser.code());
@@ -267,10 +264,7 @@ impl Session {
     /// An unexpected reply: fatal without `-A`, else a warning and how to
     /// go on.
     fn reject(&self, what: &str, code: u32, closing_rule: bool) -> Result<Next> {
-        let text = format!(
-            "{what}: {code} {}",
-            String::from_utf8_lossy(self.parser.text())
-        );
+        let text = format!("{what}: {code} {}", diag::sanitize(self.parser.text()));
         if !self.shared.config.ignore_errors {
             return Err(Error::Fatal(text));
         }

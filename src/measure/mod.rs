@@ -15,8 +15,9 @@
 //! * [`source_side`] / [`sink_side`]: what a run and its sessions hold when
 //!   an option is on, and the output at exit ([`output`]).
 //!
-//! Everything here is plain data and pure functions (the pacing uses tokio
-//! time only), tested without sockets.
+//! The measuring itself is plain data and pure functions, tested without
+//! sockets (the pacing against tokio's paused clock); only the two `*_side`
+//! modules spawn tasks and write output.
 
 pub mod hist;
 pub mod options;

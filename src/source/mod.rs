@@ -9,7 +9,7 @@
 
 pub mod config;
 pub mod message;
-pub mod net;
+mod net;
 mod session;
 
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
@@ -84,7 +84,8 @@ impl Shared {
     fn write_recipient(&self, out: &mut BytesMut, n: Option<i32>) {
         out.extend_from_slice(&self.rcpt_local);
         if let Some(n) = n {
-            session::write_number(out, n);
+            use std::fmt::Write;
+            let _ = write!(out, "{n}");
         }
         out.extend_from_slice(&self.rcpt_domain);
     }

@@ -3,7 +3,6 @@
 //! between messages. A session owns its connection and buffers; the only
 //! state shared with other sessions is in [`Shared`] (atomics, no locks).
 
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -450,9 +449,4 @@ impl Session {
         self.close();
         Ok(())
     }
-}
-
-/// Format helper kept here so `Shared` stays small.
-pub(crate) fn write_number(out: &mut bytes::BytesMut, n: i32) {
-    let _ = write!(out, "{n}");
 }

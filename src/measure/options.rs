@@ -50,13 +50,9 @@ pub const SOURCE_LONGS: &[LongOpt] = &[
     },
     LongOpt {
         name: "progress",
-        value: None,
-        help: "Live status line on stderr (rate, sent, errors, p99), when stderr is a terminal",
-    },
-    LongOpt {
-        name: "progress-always",
-        value: None,
-        help: "Like --progress, also when stderr is not a terminal (one line per second)",
+        value: Some("[always]"),
+        help: "Live status line on stderr (rate, sent, errors, p99) when stderr is a \
+               terminal; --progress=always also when it is not (one line per second)",
     },
     LongOpt {
         name: "track",
@@ -114,7 +110,7 @@ pub enum ProgressMode {
     Off,
     /// When stderr is a terminal (`--progress`).
     Terminal,
-    /// Always (`--progress-always`).
+    /// Always (`--progress=always`).
     Always,
 }
 
@@ -131,7 +127,7 @@ pub struct SourceOptions {
     pub rate: Option<f64>,
     /// `--duration D`.
     pub duration: Option<Duration>,
-    /// `--progress` / `--progress-always`.
+    /// `--progress[=always]`.
     pub progress: ProgressMode,
     /// `--track`.
     pub track: bool,
@@ -165,11 +161,17 @@ impl SourceOptions {
                 })?);
             }
             "progress" => {
-                if self.progress == ProgressMode::Off {
-                    self.progress = ProgressMode::Terminal;
+                self.progress = match value {
+                    b"" => ProgressMode::Terminal,
+                    b"always" => ProgressMode::Always,
+                    _ => {
+                        return Err(Error::fatal(format!(
+                            "bad --progress value: {} (only --progress=always)",
+                            text(value)
+                        )))
+                    }
                 }
             }
-            "progress-always" => self.progress = ProgressMode::Always,
             "track" => self.track = true,
             _ => return Ok(false),
         }
@@ -279,7 +281,7 @@ mod tests {
         assert_eq!(o.duration, Some(Duration::from_secs(60)));
         assert_eq!(o.progress, ProgressMode::Terminal);
         assert!(o.records() && o.any());
-        let o = source(&[("progress-always", ""), ("progress", "")]).expect("valid");
+        let o = source(&[("progress", "always")]).expect("valid");
         assert_eq!(o.progress, ProgressMode::Always);
         let o = source(&[("rate", "5")]).expect("valid");
         assert!(!o.records() && o.any());
@@ -291,6 +293,10 @@ mod tests {
     #[test]
     fn source_messages() {
         assert_eq!(fatal(source(&[("rate", "0")])), "bad --rate value: 0");
+        assert_eq!(
+            fatal(source(&[("progress", "never")])),
+            "bad --progress value: never (only --progress=always)"
+        );
         assert_eq!(fatal(source(&[("rate", "fast")])), "bad --rate value: fast");
         assert_eq!(
             fatal(source(&[("duration", "soon")])),

@@ -235,3 +235,28 @@ fn concurrency_cap() {
     assert_eq!(first.read_to_eof(), b"221 Bye\r\n");
     assert_eq!(second.reply(), b"220 smtp-sink ESMTP\r\n");
 }
+
+#[test]
+fn verbose_lines() {
+    let sink = ours(&["-v"]);
+    let mut c = Client::connect(sink.addr);
+    c.reply();
+    c.send(b"  \x01noop\r\nQUIT\r\n");
+    c.read_to_eof();
+    std::thread::sleep(Duration::from_millis(200));
+    let err = sink.kill().stderr_text();
+    let port = err
+        .lines()
+        .nth(1)
+        .and_then(|l| l.rsplit(':').next())
+        .unwrap_or("?")
+        .to_string();
+    assert_eq!(
+        err,
+        format!(
+            "smtp-sink: name_mask: all\nsmtp-sink: trying... [127.0.0.1]:{port}\n\
+             smtp-sink: connect (AF_INET 127.0.0.1)\nsmtp-sink:   ?noop\nsmtp-sink: QUIT\n\
+             smtp-sink: disconnect\n"
+        )
+    );
+}

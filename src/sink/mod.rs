@@ -237,6 +237,11 @@ impl Server {
         {
             return Err(Error::fatal("-u option is required if running as root"));
         }
+        if config.verbose > 0 {
+            // Postfix's protocol-name table initialisation, kept for
+            // output compatibility.
+            diag::info("name_mask: all");
+        }
         let endpoint = endpoint::parse_sink(&config.endpoint)?;
         let (listener, local_addr) = match &endpoint {
             Endpoint::Unix(path) => (unix_listener(&config, path)?, None),

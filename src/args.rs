@@ -377,7 +377,10 @@ mod tests {
         after_help: "",
     };
 
-    fn run(argv: &[&str]) -> Result<(Vec<(String, String)>, Vec<String>)> {
+    /// Options as (key, value) text pairs, and operands.
+    type Flat = (Vec<(String, String)>, Vec<String>);
+
+    fn run(argv: &[&str]) -> Result<Flat> {
         let argv: Vec<OsString> = std::iter::once("tool")
             .chain(argv.iter().copied())
             .map(OsString::from)
@@ -409,7 +412,8 @@ mod tests {
     #[test]
     fn getopt_table() {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        let cases: Vec<(Vec<&str>, Vec<(String, String)>, Vec<String>)> = vec![
+        type Case = (Vec<&'static str>, Vec<(String, String)>, Vec<String>);
+        let cases: Vec<Case> = vec![
             (vec!["-c", "x"], vec![o("c", "")], s(&["x"])),
             (vec!["-cd", "x"], vec![o("c", ""), o("d", "")], s(&["x"])),
             (vec!["-s20", "x"], vec![o("s", "20")], s(&["x"])),

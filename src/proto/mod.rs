@@ -2,5 +2,8 @@
 //! tokio or touches a socket, so every rule can be unit tested by feeding
 //! bytes whole, in pieces and one at a time.
 
+pub mod data;
 pub mod date;
 pub mod hostname;
+pub mod line;
+pub mod reply;

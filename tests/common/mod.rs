@@ -352,7 +352,7 @@ impl Client {
     /// Read until the buffered input ends with a complete SMTP reply (a
     /// line `DDD ...\r\n`) and return everything read so far.
     pub fn reply(&mut self) -> Vec<u8> {
-        self.read_until(|b| last_reply_complete(b))
+        self.read_until(last_reply_complete)
     }
 
     /// Read until `n` complete final reply lines have arrived.
@@ -443,3 +443,6 @@ pub fn count_final_lines(bytes: &[u8]) -> usize {
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("tempdir")
 }
+pub mod capture;
+pub mod mta;
+pub mod sink;

@@ -1,0 +1,901 @@
+//! smtp-sink options: the raw ordered argv list, checked once into a
+//! [`SinkConfig`]. This module owns every option validation message
+//! (spec smtp-sink §1–§3).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use crate::args::{self, Key, Occurrence, Parsed, ShortOpt, ToolSpec};
+use crate::diag::{self, Error, Result};
+use crate::endpoint::Family;
+
+/// The commands the sink knows, in Postfix's table order. `Connect` is the
+/// pseudo-command run when a client connects (the greeting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Cmd {
+    /// Pseudo-command: a client connected (greeting).
+    Connect,
+    /// `HELO`.
+    Helo,
+    /// `EHLO`.
+    Ehlo,
+    /// `LHLO` (LMTP, RFC 2033 §4.1).
+    Lhlo,
+    /// `XCLIENT`.
+    Xclient,
+    /// `XFORWARD`.
+    Xforward,
+    /// `AUTH`.
+    Auth,
+    /// `MAIL`.
+    Mail,
+    /// `RCPT`.
+    Rcpt,
+    /// `DATA`.
+    Data,
+    /// `.`: end of data (or typed as a command).
+    Dot,
+    /// `RSET`.
+    Rset,
+    /// `NOOP`.
+    Noop,
+    /// `VRFY`.
+    Vrfy,
+    /// `QUIT`.
+    Quit,
+}
+
+impl Cmd {
+    /// Every command, in table order.
+    pub const ALL: [Cmd; 15] = [
+        Cmd::Connect,
+        Cmd::Helo,
+        Cmd::Ehlo,
+        Cmd::Lhlo,
+        Cmd::Xclient,
+        Cmd::Xforward,
+        Cmd::Auth,
+        Cmd::Mail,
+        Cmd::Rcpt,
+        Cmd::Data,
+        Cmd::Dot,
+        Cmd::Rset,
+        Cmd::Noop,
+        Cmd::Vrfy,
+        Cmd::Quit,
+    ];
+
+    /// The lower-case name used in option values.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cmd::Connect => "connect",
+            Cmd::Helo => "helo",
+            Cmd::Ehlo => "ehlo",
+            Cmd::Lhlo => "lhlo",
+            Cmd::Xclient => "xclient",
+            Cmd::Xforward => "xforward",
+            Cmd::Auth => "auth",
+            Cmd::Mail => "mail",
+            Cmd::Rcpt => "rcpt",
+            Cmd::Data => "data",
+            Cmd::Dot => ".",
+            Cmd::Rset => "rset",
+            Cmd::Noop => "noop",
+            Cmd::Vrfy => "vrfy",
+            Cmd::Quit => "quit",
+        }
+    }
+
+    /// Case-insensitive lookup by name.
+    pub fn lookup(name: &[u8]) -> Option<Cmd> {
+        Cmd::ALL
+            .into_iter()
+            .find(|c| c.name().as_bytes().eq_ignore_ascii_case(name))
+    }
+
+    /// Index into per-command tables.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A reply delay from `-w` / `-W cmd:delay[:odds]` (spec §12.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delay {
+    /// Seconds per unit of delay.
+    pub secs: u32,
+    /// 0: always exactly `secs`; 1–99: `secs` times the number of
+    /// consecutive random draws below `odds` percent.
+    pub odds: u32,
+}
+
+/// Failure injection and logging flags of one command (spec §11).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CmdFlags {
+    /// `-s`: syslog the command.
+    pub syslog: bool,
+    /// `-q`: close without a reply.
+    pub drop: bool,
+    /// `-Q`: `421 4.0.0 Server closing connection`, then close.
+    pub close_421: bool,
+    /// `-f`: hard-error reply.
+    pub hard_error: bool,
+    /// `-r`: soft-error reply.
+    pub soft_error: bool,
+    /// `-W`/`-w`: delay the reply.
+    pub delay: Option<Delay>,
+}
+
+/// How transactions are dumped (`-d` / `-D`, spec §16).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DumpMode {
+    /// `-d`: one file per transaction, named from the template plus 8 hex digits.
+    PerMessage(Vec<u8>),
+    /// `-D`: append each transaction to the file named by the template.
+    Shared(Vec<u8>),
+}
+
+impl DumpMode {
+    /// The strftime template.
+    pub fn template(&self) -> &[u8] {
+        match self {
+            DumpMode::PerMessage(t) | DumpMode::Shared(t) => t,
+        }
+    }
+}
+
+/// A checked smtp-sink configuration. Fields are public so that library
+/// users (tests, the control experiment) can build one directly; the
+/// defaults are Postfix's ([`SinkConfig::default`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkConfig {
+    /// The endpoint operand as given (`[inet:][host]:port` or `unix:PATH`);
+    /// parsed and resolved when binding, after the root check (§3).
+    pub endpoint: Vec<u8>,
+    /// listen(2) backlog (> 0).
+    pub backlog: i32,
+    /// `-4` / `-6`.
+    pub family: Family,
+    /// Announce `8BITMIME` (cleared by `-8`).
+    pub announce_8bitmime: bool,
+    /// Announce `AUTH PLAIN LOGIN` (cleared by `-a`).
+    pub announce_auth: bool,
+    /// `-A`: abort after 354 with `550 This violates SMTP` after this delay.
+    pub abort_delay: Option<u32>,
+    /// `-b`: soft-error reply text (no CR LF).
+    pub soft_reply: Vec<u8>,
+    /// `-B`: hard-error reply text (no CR LF).
+    pub hard_reply: Vec<u8>,
+    /// `-c`: counters on stdout.
+    pub counters: bool,
+    /// XCLIENT enabled and announced (cleared by `-C`).
+    pub xclient: bool,
+    /// `-d` / `-D`.
+    pub dump: Option<DumpMode>,
+    /// `ESMTP` in the greeting and EHLO enabled (cleared by `-e` and `-P`).
+    pub esmtp: bool,
+    /// Announce `ENHANCEDSTATUSCODES` (cleared by `-E`).
+    pub announce_enhanced: bool,
+    /// XFORWARD enabled and announced (cleared by `-F`).
+    pub xforward: bool,
+    /// `-h`: host name in greeting, HELO/EHLO and Received.
+    pub hostname: Vec<u8>,
+    /// `-H`: stop reading for this many seconds after 354.
+    pub read_hold: Option<u32>,
+    /// `-L`: LMTP.
+    pub lmtp: bool,
+    /// `-m`: maximum simultaneous sessions.
+    pub max_sessions: usize,
+    /// `-M`: exit 0 after this many messages.
+    pub message_quit: Option<u64>,
+    /// `-n`: exit 0 after this many QUIT sessions (works without `-c`, S3).
+    pub quit_count: Option<u64>,
+    /// Announce `DSN` (cleared by `-N`).
+    pub announce_dsn: bool,
+    /// Announce `PIPELINING` (cleared by `-p`, `-f`, `-r`).
+    pub announce_pipelining: bool,
+    /// `-P`: greeting `220 ********`.
+    pub paranoid: bool,
+    /// `-R`: chroot directory (only with `-u`).
+    pub root_dir: Option<PathBuf>,
+    /// Per-command flags, indexed by [`Cmd::index`].
+    pub commands: [CmdFlags; 15],
+    /// `-S`: start string with escapes already expanded.
+    pub start_string: Option<Vec<u8>>,
+    /// `-t`: idle timeout and write time limit, seconds.
+    pub timeout: u32,
+    /// `-T`: SO_SNDBUF/SO_RCVBUF on the TCP listener.
+    pub window: Option<u32>,
+    /// `-u`: user to switch to after binding.
+    pub user: Option<Vec<u8>>,
+    /// `-v` count.
+    pub verbose: u32,
+    /// Refuse to run as root without `-u` (Postfix does; library users that
+    /// embed the sink in a root process may turn this off).
+    pub require_user_as_root: bool,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        SinkConfig {
+            endpoint: Vec::new(),
+            backlog: 100,
+            family: Family::Any,
+            announce_8bitmime: true,
+            announce_auth: true,
+            abort_delay: None,
+            soft_reply: DEFAULT_SOFT_REPLY.as_bytes().to_vec(),
+            hard_reply: DEFAULT_HARD_REPLY.as_bytes().to_vec(),
+            counters: false,
+            xclient: true,
+            dump: None,
+            esmtp: true,
+            announce_enhanced: true,
+            xforward: true,
+            hostname: b"smtp-sink".to_vec(),
+            read_hold: None,
+            lmtp: false,
+            max_sessions: 256,
+            message_quit: None,
+            quit_count: None,
+            announce_dsn: true,
+            announce_pipelining: true,
+            paranoid: false,
+            root_dir: None,
+            commands: [CmdFlags::default(); 15],
+            start_string: None,
+            timeout: 100,
+            window: None,
+            user: None,
+            verbose: 0,
+            require_user_as_root: true,
+        }
+    }
+}
+
+/// Default `-b` reply.
+pub const DEFAULT_SOFT_REPLY: &str = "450 4.3.0 Error: command failed";
+/// Default `-B` reply.
+pub const DEFAULT_HARD_REPLY: &str = "500 5.3.0 Error: command failed";
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Run the sink.
+    Run(Box<SinkConfig>),
+    /// `--help`: print this to stdout and exit 0.
+    Help(String),
+    /// `--version`: print this to stdout and exit 0.
+    Version(String),
+}
+
+/// The usage text after `usage: ` (spec §1), with PROG as invoked.
+pub fn usage() -> String {
+    format!(
+        "{prog} [-468acCeEFLpPv] [-A abort_delay] [-b soft_bounce_reply] \
+         [-B hard_bounce_reply] [-d dump-template] [-D dump-template] [-f commands] \
+         [-h hostname] [-m max_concurrency] [-M message_quit_count] [-n quit_count] \
+         [-q commands] [-r commands] [-R root-dir] [-s commands] [-S start-string] \
+         [-u user_privs] [-w delay] [host]:port backlog",
+        prog = diag::prog()
+    )
+}
+
+const fn flag(letter: char, help: &'static str) -> ShortOpt {
+    ShortOpt {
+        letter,
+        value: None,
+        help,
+    }
+}
+
+const fn valued(letter: char, value: &'static str, help: &'static str) -> ShortOpt {
+    ShortOpt {
+        letter,
+        value: Some(value),
+        help,
+    }
+}
+
+const SHORTS: &[ShortOpt] = &[
+    flag('4', "Listen on IPv4 only"),
+    flag('6', "Listen on IPv6 only"),
+    flag('8', "Do not announce 8BITMIME"),
+    flag('a', "Do not announce AUTH PLAIN LOGIN (AUTH stays enabled)"),
+    valued(
+        'A',
+        "delay",
+        "After 354, wait DELAY s, reply 550 This violates SMTP, disconnect",
+    ),
+    valued(
+        'b',
+        "soft_bounce_reply",
+        "Soft-error reply text (4XX), default '450 4.3.0 Error: command failed'",
+    ),
+    valued(
+        'B',
+        "hard_bounce_reply",
+        "Hard-error reply text (5XX), default '500 5.3.0 Error: command failed'",
+    ),
+    flag('c', "Show sess/quit/mesg counters on stdout"),
+    flag('C', "Disable and do not announce XCLIENT"),
+    valued(
+        'd',
+        "dump-template",
+        "Dump each transaction to a new file: strftime(TEMPLATE) + 8 hex digits",
+    ),
+    valued(
+        'D',
+        "dump-template",
+        "Append each transaction to the file strftime(TEMPLATE)",
+    ),
+    flag('e', "Plain SMTP: no ESMTP in the greeting, EHLO disabled"),
+    flag('E', "Do not announce ENHANCEDSTATUSCODES"),
+    valued(
+        'f',
+        "commands",
+        "Reply with the hard error to these commands (and drop PIPELINING)",
+    ),
+    flag('F', "Disable and do not announce XFORWARD"),
+    valued(
+        'h',
+        "hostname",
+        "Host name in greeting, HELO/EHLO reply and Received (default smtp-sink)",
+    ),
+    valued('H', "delay", "After 354, stop reading for DELAY s"),
+    flag(
+        'L',
+        "Speak LMTP (LHLO, one reply per recipient after the dot)",
+    ),
+    valued(
+        'm',
+        "max_concurrency",
+        "Maximum simultaneous sessions (default 256)",
+    ),
+    valued('M', "message_quit_count", "Exit 0 after this many messages"),
+    valued(
+        'n',
+        "quit_count",
+        "Exit 0 after this many sessions ended with QUIT",
+    ),
+    flag('N', "Do not announce DSN"),
+    flag('p', "Do not announce PIPELINING"),
+    flag('P', "Greeting 220 ******** (implies -e)"),
+    valued(
+        'q',
+        "commands",
+        "Disconnect without reply on these commands",
+    ),
+    valued(
+        'Q',
+        "commands",
+        "Reply 421 and disconnect on these commands",
+    ),
+    valued(
+        'r',
+        "commands",
+        "Reply with the soft error to these commands (and drop PIPELINING)",
+    ),
+    valued('R', "root-dir", "chroot to this directory (only with -u)"),
+    valued('s', "commands", "Log these commands to syslog (mail.info)"),
+    valued(
+        'S',
+        "start-string",
+        "Write this (C escapes allowed) at the start of each dump",
+    ),
+    valued(
+        't',
+        "timeout",
+        "Idle timeout and write time limit in seconds (default 100)",
+    ),
+    valued('T', "window", "SO_SNDBUF/SO_RCVBUF of the TCP listener"),
+    valued(
+        'u',
+        "user_privs",
+        "Switch to this user after creating the listener (required as root)",
+    ),
+    flag('v', "Verbose output on stderr (repeatable)"),
+    valued(
+        'w',
+        "delay",
+        "Delay the reply to DATA by DELAY s (same as -W data:DELAY)",
+    ),
+    valued(
+        'W',
+        "cmd:delay[:odds]",
+        "Delay the reply to CMD by DELAY s; with ODDS 1-99 a random multiple",
+    ),
+];
+
+/// The command-line description (`--help` documents every option).
+pub const SPEC: ToolSpec = ToolSpec {
+    name: "smtp-sink",
+    about: "SMTP/LMTP test server that accepts mail and discards it, or dumps it \
+            to files (a drop-in replacement for Postfix's smtp-sink)",
+    operands: "[inet:][host]:port backlog | unix:pathname backlog",
+    shorts: SHORTS,
+    longs: &[],
+    after_help: "COMMANDS lists are names separated by comma, space or tab: connect, helo, \
+                 ehlo, lhlo, xclient, xforward, auth, mail, rcpt, data, ., rset, noop, vrfy, quit.\n\
+                 Exit status: 0 after -M/-n conditions, 1 on any fatal error.",
+};
+
+/// C `atoi` as glibc does it (`(int) strtol(s, NULL, 10)`): leading
+/// whitespace, optional sign, digits; saturates like strtol, then truncates
+/// to `int`.
+pub fn atoi(s: &[u8]) -> i32 {
+    let mut i = 0;
+    while i < s.len() && matches!(s[i], b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
+        i += 1;
+    }
+    let mut neg = false;
+    if i < s.len() && (s[i] == b'+' || s[i] == b'-') {
+        neg = s[i] == b'-';
+        i += 1;
+    }
+    let mut value: i64 = 0;
+    while i < s.len() && s[i].is_ascii_digit() {
+        value = value
+            .saturating_mul(10)
+            .saturating_add(i64::from(s[i] - b'0'));
+        i += 1;
+    }
+    let value = if neg { value.saturating_neg() } else { value };
+    value as i32
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Check a `-b`/`-B` reply: first digit `first`, exactly three leading digits.
+fn valid_reply(reply: &[u8], first: u8) -> bool {
+    let digits = reply.iter().take_while(|b| b.is_ascii_digit()).count();
+    reply.first() == Some(&first) && digits == 3
+}
+
+/// Split a command list (comma, space, TAB, CR, LF) and look every name up.
+fn command_list(value: &[u8]) -> Result<Vec<Cmd>> {
+    value
+        .split(|b| matches!(b, b',' | b' ' | b'\t' | b'\r' | b'\n'))
+        .filter(|name| !name.is_empty())
+        .map(|name| {
+            Cmd::lookup(name)
+                .ok_or_else(|| Error::fatal(format!("unknown command: {}", text(name))))
+        })
+        .collect()
+}
+
+/// Parse `-W cmd:delay[:odds]` the way Postfix's `mystrtok` does.
+fn parse_delay(value: &[u8]) -> Result<(Cmd, Delay)> {
+    let mut rest = value;
+    let mut field = || -> Option<&[u8]> {
+        let start = rest.iter().position(|&b| b != b':')?;
+        let tail = &rest[start..];
+        let end = tail.iter().position(|&b| b == b':').unwrap_or(tail.len());
+        let token = &tail[..end];
+        rest = if end < tail.len() {
+            &tail[end + 1..]
+        } else {
+            &tail[end..]
+        };
+        Some(token)
+    };
+    let (Some(name), Some(delay)) = (field(), field()) else {
+        return Err(Error::fatal(format!(
+            "invalid command delay argument: {}",
+            text(value)
+        )));
+    };
+    let odds = rest;
+    let cmd = Cmd::lookup(name)
+        .ok_or_else(|| Error::fatal(format!("unknown command: {}", text(name))))?;
+    let secs = atoi(delay);
+    if secs <= 0 {
+        return Err(Error::fatal(format!("non-positive '{}' delay", text(name))));
+    }
+    let odds = atoi(odds);
+    if !(0..=99).contains(&odds) {
+        return Err(Error::fatal(format!(
+            "delay odds for '{}' out of range",
+            text(name)
+        )));
+    }
+    Ok((
+        cmd,
+        Delay {
+            secs: secs as u32,
+            odds: odds as u32,
+        },
+    ))
+}
+
+/// Expand the C escapes of `-S` (spec §16.3); a NUL ends the string.
+pub fn unescape(value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(value.len());
+    let mut i = 0;
+    while i < value.len() {
+        let b = value[i];
+        i += 1;
+        let ch = if b != b'\\' {
+            b
+        } else {
+            let Some(&e) = value.get(i) else {
+                break; // trailing lone backslash is dropped
+            };
+            i += 1;
+            match e {
+                b'a' => 0x07,
+                b'b' => 0x08,
+                b'f' => 0x0c,
+                b'n' => b'\n',
+                b'r' => b'\r',
+                b't' => b'\t',
+                b'v' => 0x0b,
+                b'0'..=b'7' => {
+                    let mut v = u32::from(e - b'0');
+                    let mut n = 1;
+                    while n < 3 && matches!(value.get(i), Some(b'0'..=b'7')) {
+                        v = v * 8 + u32::from(value[i] - b'0');
+                        i += 1;
+                        n += 1;
+                    }
+                    v as u8
+                }
+                other => other,
+            }
+        };
+        if ch == 0 {
+            break;
+        }
+        out.push(ch);
+    }
+    out
+}
+
+impl SinkConfig {
+    /// Parse `argv` (including `argv[0]`; call [`diag::set_prog`] first).
+    ///
+    /// Returns [`Command::Help`]/[`Command::Version`] for `--help` /
+    /// `--version`. Errors are [`Error::Usage`] (print the usage fatal with
+    /// [`usage`]) or [`Error::Fatal`]; lines that Postfix prints before the
+    /// usage fatal (`invalid option`, `error: bad soft error reply`) have
+    /// already been printed.
+    pub fn from_args(argv: &[OsString]) -> Result<Command> {
+        match args::parse(&SPEC, argv)? {
+            Parsed::Help(text) => Ok(Command::Help(text)),
+            Parsed::Version(text) => Ok(Command::Version(text)),
+            Parsed::Run { opts, operands } => {
+                Ok(Command::Run(Box::new(Self::from_opts(&opts, &operands)?)))
+            }
+        }
+    }
+
+    /// Check the ordered options and the operands (spec §2, §3 steps 1–3).
+    pub fn from_opts(opts: &[Occurrence], operands: &[OsString]) -> Result<SinkConfig> {
+        let mut c = SinkConfig::default();
+        let mut single_dump = None;
+        let mut shared_dump = None;
+        for opt in opts {
+            let Key::Short(letter) = opt.key else {
+                continue;
+            };
+            let v = opt.bytes();
+            match letter {
+                '4' => c.family = Family::V4,
+                '6' => c.family = Family::V6,
+                '8' => c.announce_8bitmime = false,
+                'a' => c.announce_auth = false,
+                'A' => {
+                    if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
+                        return Err(Error::Usage);
+                    }
+                    c.abort_delay = Some(atoi(v).max(0) as u32);
+                }
+                'b' => {
+                    if !valid_reply(v, b'4') {
+                        diag::error(&format!("bad soft error reply: {}", text(v)));
+                        return Err(Error::Usage);
+                    }
+                    c.soft_reply = v.to_vec();
+                }
+                'B' => {
+                    if !valid_reply(v, b'5') {
+                        diag::error(&format!("bad hard error reply: {}", text(v)));
+                        return Err(Error::Usage);
+                    }
+                    c.hard_reply = v.to_vec();
+                }
+                'c' => c.counters = true,
+                'C' => c.xclient = false,
+                'd' => single_dump = Some(v.to_vec()),
+                'D' => shared_dump = Some(v.to_vec()),
+                'e' => c.esmtp = false,
+                'E' => c.announce_enhanced = false,
+                'f' => {
+                    c.announce_pipelining = false;
+                    for cmd in command_list(v)? {
+                        c.commands[cmd.index()].hard_error = true;
+                    }
+                }
+                'F' => c.xforward = false,
+                'h' => c.hostname = v.to_vec(),
+                'H' => {
+                    let n = atoi(v);
+                    if n <= 0 {
+                        return Err(Error::fatal(format!("bad data read delay: {}", text(v))));
+                    }
+                    c.read_hold = Some(n as u32);
+                }
+                'L' => c.lmtp = true,
+                'm' => {
+                    let n = atoi(v);
+                    if n <= 0 {
+                        return Err(Error::fatal(format!("bad concurrency limit: {}", text(v))));
+                    }
+                    c.max_sessions = n as usize;
+                }
+                'M' => {
+                    let n = atoi(v);
+                    if n <= 0 {
+                        return Err(Error::fatal(format!("bad message quit count: {}", text(v))));
+                    }
+                    c.message_quit = Some(n as u64);
+                }
+                'n' => {
+                    let n = atoi(v);
+                    if n <= 0 {
+                        return Err(Error::fatal(format!("bad quit count: {}", text(v))));
+                    }
+                    c.quit_count = Some(n as u64);
+                }
+                'N' => c.announce_dsn = false,
+                'p' => c.announce_pipelining = false,
+                'P' => {
+                    c.paranoid = true;
+                    c.esmtp = false;
+                }
+                'q' => {
+                    for cmd in command_list(v)? {
+                        c.commands[cmd.index()].drop = true;
+                    }
+                }
+                'Q' => {
+                    for cmd in command_list(v)? {
+                        c.commands[cmd.index()].close_421 = true;
+                    }
+                }
+                'r' => {
+                    c.announce_pipelining = false;
+                    for cmd in command_list(v)? {
+                        c.commands[cmd.index()].soft_error = true;
+                    }
+                }
+                'R' => c.root_dir = Some(PathBuf::from(opt.value.clone().unwrap_or_default())),
+                's' => {
+                    for cmd in command_list(v)? {
+                        c.commands[cmd.index()].syslog = true;
+                    }
+                }
+                'S' => c.start_string = Some(unescape(v)),
+                't' => {
+                    let n = atoi(v);
+                    if n <= 0 {
+                        return Err(Error::fatal(format!("bad timeout: {}", text(v))));
+                    }
+                    c.timeout = n as u32;
+                }
+                'T' => {
+                    let n = atoi(v);
+                    if n <= 0 {
+                        return Err(Error::fatal(format!("bad TCP window size: {}", text(v))));
+                    }
+                    c.window = Some(n as u32);
+                }
+                'u' => c.user = Some(v.to_vec()),
+                'v' => c.verbose += 1,
+                'w' => {
+                    let n = atoi(v);
+                    if n <= 0 {
+                        return Err(Error::Usage);
+                    }
+                    c.commands[Cmd::Data.index()].delay = Some(Delay {
+                        secs: n as u32,
+                        odds: 0,
+                    });
+                }
+                'W' => {
+                    let (cmd, delay) = parse_delay(v)?;
+                    c.commands[cmd.index()].delay = Some(delay);
+                }
+                _ => {}
+            }
+        }
+        if operands.len() != 2 {
+            return Err(Error::Usage);
+        }
+        c.backlog = atoi(std::os::unix::ffi::OsStrExt::as_bytes(
+            operands[1].as_os_str(),
+        ));
+        if c.backlog <= 0 {
+            return Err(Error::Usage);
+        }
+        c.endpoint = std::os::unix::ffi::OsStrExt::as_bytes(operands[0].as_os_str()).to_vec();
+        c.dump = match (single_dump, shared_dump) {
+            (Some(_), Some(_)) => {
+                return Err(Error::fatal("use only one of -d or -D, but not both"))
+            }
+            (Some(t), None) => Some(DumpMode::PerMessage(t)),
+            (None, Some(t)) => Some(DumpMode::Shared(t)),
+            (None, None) => None,
+        };
+        // Deviation S6: Postfix loops forever on an empty template.
+        if c.dump.as_ref().is_some_and(|d| d.template().is_empty()) {
+            return Err(Error::fatal("empty dump template"));
+        }
+        Ok(c)
+    }
+
+    /// Flags of `cmd`.
+    pub fn flags(&self, cmd: Cmd) -> &CmdFlags {
+        &self.commands[cmd.index()]
+    }
+
+    /// Whether any command is logged to syslog.
+    pub fn uses_syslog(&self) -> bool {
+        self.commands.iter().any(|f| f.syslog)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(argv: &[&str]) -> Result<SinkConfig> {
+        let argv: Vec<OsString> = std::iter::once("smtp-sink")
+            .chain(argv.iter().copied())
+            .map(OsString::from)
+            .collect();
+        match SinkConfig::from_args(&argv)? {
+            Command::Run(c) => Ok(*c),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn atoi_table() {
+        let cases: &[(&[u8], i32)] = &[
+            (b"10", 10),
+            (b"10x", 10),
+            (b" -5", -5),
+            (b"+7", 7),
+            (b"abc", 0),
+            (b"", 0),
+            (b"2147483647", i32::MAX),
+            (b"99999999999999999999", -1),
+        ];
+        for &(s, want) in cases {
+            assert_eq!(atoi(s), want, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse(&[":25", "10"]).unwrap();
+        assert_eq!(c.backlog, 10);
+        assert_eq!(c.endpoint, b":25");
+        assert_eq!(c.max_sessions, 256);
+        assert_eq!(c.timeout, 100);
+        assert_eq!(c.hostname, b"smtp-sink");
+        assert!(c.announce_pipelining && c.esmtp && c.xclient && c.xforward);
+        assert_eq!(parse(&[":25", "10x"]).unwrap().backlog, 10);
+    }
+
+    #[test]
+    fn validation_table() {
+        let fatal = |s: &str| Err(Error::fatal(s));
+        let cases: Vec<(Vec<&str>, Result<()>)> = vec![
+            (vec![":25"], Err(Error::Usage)),
+            (vec![":25", "1", "x"], Err(Error::Usage)),
+            (vec![":25", "0"], Err(Error::Usage)),
+            (vec![":25", "abc"], Err(Error::Usage)),
+            (vec![":25", "-5"], Err(Error::Usage)),
+            (vec!["-A", "1x", ":25", "1"], Err(Error::Usage)),
+            (vec!["-A", "", ":25", "1"], Err(Error::Usage)),
+            (vec!["-b", "550", ":25", "1"], Err(Error::Usage)),
+            (vec!["-b", "4501", ":25", "1"], Err(Error::Usage)),
+            (vec!["-b", "45", ":25", "1"], Err(Error::Usage)),
+            (vec!["-B", "450", ":25", "1"], Err(Error::Usage)),
+            (vec!["-w", "0", ":25", "1"], Err(Error::Usage)),
+            (vec!["-f", "FOO", ":25", "1"], fatal("unknown command: FOO")),
+            (
+                vec!["-s", "conNect,bogus", ":25", "1"],
+                fatal("unknown command: bogus"),
+            ),
+            (
+                vec!["-W", "Bogus:1", ":25", "1"],
+                fatal("unknown command: Bogus"),
+            ),
+            (
+                vec!["-W", "data", ":25", "1"],
+                fatal("invalid command delay argument: data"),
+            ),
+            (
+                vec!["-W", "DATA:0", ":25", "1"],
+                fatal("non-positive 'DATA' delay"),
+            ),
+            (
+                vec!["-W", "data:1:100", ":25", "1"],
+                fatal("delay odds for 'data' out of range"),
+            ),
+            (
+                vec!["-W", "data:1:-1", ":25", "1"],
+                fatal("delay odds for 'data' out of range"),
+            ),
+            (vec!["-t", "0", ":25", "1"], fatal("bad timeout: 0")),
+            (
+                vec!["-T", "-1", ":25", "1"],
+                fatal("bad TCP window size: -1"),
+            ),
+            (
+                vec!["-m", "x", ":25", "1"],
+                fatal("bad concurrency limit: x"),
+            ),
+            (
+                vec!["-M", "0", ":25", "1"],
+                fatal("bad message quit count: 0"),
+            ),
+            (vec!["-n", "0", ":25", "1"], fatal("bad quit count: 0")),
+            (vec!["-H", "0", ":25", "1"], fatal("bad data read delay: 0")),
+            (
+                vec!["-d", "a", "-D", "b", ":25", "1"],
+                fatal("use only one of -d or -D, but not both"),
+            ),
+            (vec!["-d", "", ":25", "1"], fatal("empty dump template")),
+            (vec!["-D", "", ":25", "1"], fatal("empty dump template")),
+            (vec!["-b", "450-foo", "-B", "554", ":25", "1"], Ok(())),
+            (vec!["-f", "", ":25", "1"], Ok(())),
+            (vec!["-W", "data::2", ":25", "1"], Ok(())),
+        ];
+        for (argv, want) in cases {
+            assert_eq!(parse(&argv).map(|_| ()), want, "argv {argv:?}");
+        }
+    }
+
+    #[test]
+    fn option_effects() {
+        let c = parse(&["-f", "MAIL,Rcpt", "-W", "rcpt:2:50", "-w", "3", ":25", "1"]).unwrap();
+        assert!(!c.announce_pipelining);
+        assert!(c.flags(Cmd::Mail).hard_error && c.flags(Cmd::Rcpt).hard_error);
+        assert_eq!(c.flags(Cmd::Rcpt).delay, Some(Delay { secs: 2, odds: 50 }));
+        assert_eq!(c.flags(Cmd::Data).delay, Some(Delay { secs: 3, odds: 0 }));
+        let c = parse(&["-W", "data:1:5", "-W", "data:4", ":25", "1"]).unwrap();
+        assert_eq!(c.flags(Cmd::Data).delay, Some(Delay { secs: 4, odds: 0 }));
+        let c = parse(&["-P", "-q", ". quit", "-Q", "connect", ":25", "1"]).unwrap();
+        assert!(c.paranoid && !c.esmtp);
+        assert!(c.flags(Cmd::Dot).drop && c.flags(Cmd::Quit).drop);
+        assert!(c.flags(Cmd::Connect).close_421);
+        let c = parse(&["-6", "-4", "-vv", ":25", "1"]).unwrap();
+        assert_eq!(c.family, Family::V4);
+        assert_eq!(c.verbose, 2);
+    }
+
+    #[test]
+    fn unescape_table() {
+        let cases: &[(&[u8], &[u8])] = &[
+            (b"A\\tB\\101\\1012\\0hidden", b"A\tBAA2"),
+            (b"START\\n", b"START\n"),
+            (b"a\\\\b", b"a\\b"),
+            (b"a\\qb", b"aqb"),
+            (b"trail\\", b"trail"),
+            (b"\\a\\b\\f\\r\\v", b"\x07\x08\x0c\r\x0b"),
+            (b"\\777x", b"\xffx"),
+            (b"\\0", b""),
+            (b"\\18", b"\x018"),
+        ];
+        for &(input, want) in cases {
+            assert_eq!(unescape(input), want, "{input:?}");
+        }
+    }
+}

@@ -1,0 +1,686 @@
+//! One client session: the command loop, DATA, failure injection, dumps.
+//!
+//! Replies are queued in the connection's write buffer and written only when
+//! the session has no unprocessed input (nothing complete left in the read
+//! buffer and the socket not readable), so a pipelined batch (RFC 2920 §3.2)
+//! is answered with one write, as Postfix's sink does (spec §18).
+//!
+//! Commands are handled strictly in order: a delayed reply (`-W`) holds back
+//! the commands after it (deviation S4), and `-A` stops reading (S5).
+
+use std::io::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::BytesMut;
+use rand::Rng;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::time::{sleep, sleep_until, timeout_at, Instant};
+
+use super::config::{Cmd, Delay, SinkConfig};
+use super::dump::{ClientAddr, Dump, Header};
+use super::reply::{self, Replies};
+use super::syslog;
+use crate::conn::Connection;
+use crate::diag;
+use crate::proto::data::DataScanner;
+use crate::proto::line::{split_command, Frame, LineReader};
+
+/// Read size in command mode: commands are small; keeps idle sessions small.
+pub(crate) const COMMAND_CHUNK: usize = 4 * 1024;
+/// Read size in DATA mode: large messages in few reads.
+const DATA_CHUNK: usize = 64 * 1024;
+/// Read buffers larger than this are freed while the session is idle.
+const IDLE_KEEP: usize = 2 * COMMAND_CHUNK;
+/// Queued replies beyond this are written at once (Postfix flushes when its
+/// stream buffer fills), bounding memory for huge LMTP recipient counts.
+const WRITE_HIGH_WATER: usize = 16 * 1024;
+
+/// What ends the server, reported by sessions.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// `-M`/`-n` reached: exit 0.
+    Exit,
+    /// A dump file error: exit 1 with this fatal text.
+    Fatal(String),
+}
+
+/// `-c` counters, shared by all sessions.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    sess: AtomicU64,
+    quit: AtomicU64,
+    mesg: AtomicU64,
+}
+
+impl Counters {
+    fn print(&self) {
+        let line = format!(
+            "sess={} quit={} mesg={}\r",
+            self.sess.load(Ordering::Relaxed),
+            self.quit.load(Ordering::Relaxed),
+            self.mesg.load(Ordering::Relaxed)
+        );
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(line.as_bytes());
+        let _ = out.flush();
+    }
+}
+
+/// State shared by the server and all its sessions (read-only except the
+/// atomic counters and the event channel).
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub config: SinkConfig,
+    pub replies: Replies,
+    pub counters: Counters,
+    pub events: UnboundedSender<Event>,
+    pub timeout: Duration,
+}
+
+/// How a step of the session went.
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    /// Keep going.
+    Continue,
+    /// Close the session (queued replies are written first).
+    Close(CloseKind),
+    /// `-M` reached: write queued replies, then end the server with status 0.
+    Exit,
+    /// End the server with this fatal text.
+    Fatal(String),
+}
+
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+enum CloseKind {
+    /// EOF, QUIT, `-q`, `-Q`, over-long line: verbose `disconnect`.
+    Disconnect,
+    /// Timeouts, `-A`, I/O errors.
+    Quiet,
+}
+
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+enum Mode {
+    Command,
+    Data,
+}
+
+/// Run one session to its end and do the end-of-session accounting
+/// (`-c` line, `-n`).
+pub(crate) async fn run<S>(shared: std::sync::Arc<Shared>, stream: S, client: ClientAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut session = Session::new(&shared, stream, client);
+    let flow = session.run().await;
+    match flow {
+        Flow::Exit => {
+            session.finish().await;
+            let _ = shared.events.send(Event::Exit);
+            return;
+        }
+        Flow::Fatal(text) => {
+            drop(session);
+            let _ = shared.events.send(Event::Fatal(text));
+            return;
+        }
+        Flow::Close(kind) => {
+            session.finish().await;
+            if kind == CloseKind::Disconnect && shared.config.verbose > 0 {
+                diag::info("disconnect");
+            }
+        }
+        Flow::Continue => {}
+    }
+    drop(session);
+    let counters = &shared.counters;
+    counters.sess.fetch_add(1, Ordering::Relaxed);
+    if shared.config.counters {
+        counters.print();
+    }
+    // Deviation S3: -n works with or without -c.
+    if let Some(n) = shared.config.quit_count {
+        if counters.quit.load(Ordering::Relaxed) >= n {
+            let _ = shared.events.send(Event::Exit);
+        }
+    }
+}
+
+struct Session<'a, S> {
+    shared: &'a Shared,
+    conn: Connection<S>,
+    client: ClientAddr,
+    lines: LineReader,
+    /// The command line being handled (copied out of the read buffer).
+    line: Vec<u8>,
+    mode: Mode,
+    scanner: DataScanner,
+    /// A transaction is open (MAIL accepted, not yet ended or aborted).
+    in_tx: bool,
+    /// Recipients counted since the last MAIL (never below 0: S9).
+    rcpts: u64,
+    proto: &'static str,
+    /// Sanitised HELO/EHLO/LHLO arguments, kept only when dumping.
+    helo: Option<Vec<u8>>,
+    dump: Option<Dump>,
+    /// `-H`: do not read before this instant.
+    hold_until: Option<Instant>,
+    /// The read buffer has grown to DATA size.
+    big_rbuf: bool,
+}
+
+impl<S> Drop for Session<'_, S> {
+    fn drop(&mut self) {
+        // Nothing partial: an unfinished transaction leaves no dump.
+        if let Some(dump) = self.dump.take() {
+            dump.abort();
+        }
+    }
+}
+
+fn sanitize_bytes(bytes: &[u8]) -> Vec<u8> {
+    bytes
+        .iter()
+        .map(|&b| if (0x20..=0x7e).contains(&b) { b } else { b'?' })
+        .collect()
+}
+
+/// MAIL/RCPT argument text for dumps: after the first `:`, then all
+/// consecutive `:`, then SPACE/TAB (spec §16.2).
+fn address_args(args: &[u8]) -> &[u8] {
+    let Some(colon) = args.iter().position(|&b| b == b':') else {
+        return b"";
+    };
+    let rest = &args[colon..];
+    // Only colons first, then blanks: "::: x" -> "x", ": :x" -> ":x".
+    let colons = rest.iter().take_while(|&&b| b == b':').count();
+    let after = &rest[colons..];
+    let blanks = after
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count();
+    &after[blanks..]
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The total delay of a `-W` reply (spec §12.1).
+fn delay_duration(delay: Delay) -> Duration {
+    let units = if delay.odds == 0 {
+        1
+    } else {
+        let mut rng = rand::thread_rng();
+        let mut k = 0u64;
+        while rng.gen_range(0..100u32) < delay.odds {
+            k += 1;
+        }
+        k
+    };
+    Duration::from_secs(units * u64::from(delay.secs))
+}
+
+impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
+    fn new(shared: &'a Shared, stream: S, client: ClientAddr) -> Self {
+        Session {
+            shared,
+            conn: Connection::new(stream, COMMAND_CHUNK),
+            client,
+            lines: LineReader::new(),
+            line: Vec::new(),
+            mode: Mode::Command,
+            scanner: DataScanner::new(),
+            in_tx: false,
+            rcpts: 0,
+            proto: if shared.config.lmtp { "LMTP" } else { "SMTP" },
+            helo: None,
+            dump: None,
+            hold_until: None,
+            big_rbuf: false,
+        }
+    }
+
+    fn config(&self) -> &'a SinkConfig {
+        &self.shared.config
+    }
+
+    fn queue(&mut self, bytes: &[u8]) {
+        self.conn.write_buf().extend_from_slice(bytes);
+    }
+
+    /// Queue a reply; write at once if a lot is queued.
+    async fn reply(&mut self, bytes: &[u8]) -> Result<(), Flow> {
+        self.queue(bytes);
+        if self.conn.write_buf().len() >= WRITE_HIGH_WATER {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Write everything queued, within the `-t` time limit.
+    async fn flush(&mut self) -> Result<(), Flow> {
+        if self.conn.write_buf().is_empty() {
+            return Ok(());
+        }
+        let deadline = Instant::now() + self.shared.timeout;
+        let result = timeout_at(deadline, self.conn.flush()).await;
+        if self.conn.write_buf().capacity() > WRITE_HIGH_WATER {
+            *self.conn.write_buf() = BytesMut::new();
+        }
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => {
+                diag::warning("lost connection");
+                Err(Flow::Close(CloseKind::Quiet))
+            }
+            Err(_) => {
+                diag::warning("write timeout");
+                Err(Flow::Close(CloseKind::Quiet))
+            }
+        }
+    }
+
+    /// Best-effort write of queued replies at the end of the session.
+    async fn finish(&mut self) {
+        if self.flush().await.is_ok() {
+            let deadline = Instant::now() + self.shared.timeout;
+            let _ = timeout_at(deadline, self.conn.shutdown()).await;
+        }
+    }
+
+    async fn run(&mut self) -> Flow {
+        let flow = self.dispatch(Cmd::Connect, b"connect", b"").await;
+        if flow != Flow::Continue {
+            return flow;
+        }
+        loop {
+            let flow = self.process_input().await;
+            if flow != Flow::Continue {
+                return flow;
+            }
+            // No complete command or content left in the buffer.
+            if !self.conn.write_buf().is_empty() {
+                match self.conn.try_fill() {
+                    Some(Ok(0)) => return Flow::Close(CloseKind::Disconnect),
+                    Some(Ok(_)) => continue,
+                    Some(Err(_)) => return Flow::Close(CloseKind::Quiet),
+                    None => {
+                        if let Err(flow) = self.flush().await {
+                            return flow;
+                        }
+                    }
+                }
+            }
+            match self.wait_input().await {
+                Ok(()) => {}
+                Err(flow) => return flow,
+            }
+        }
+    }
+
+    /// Wait for more input, honouring `-H` and the `-t` idle timeout.
+    async fn wait_input(&mut self) -> Result<(), Flow> {
+        let deadline = Instant::now() + self.shared.timeout;
+        if let Some(hold) = self.hold_until.take() {
+            if hold >= deadline {
+                sleep_until(deadline).await;
+                diag::warning("read timeout");
+                return Err(Flow::Close(CloseKind::Quiet));
+            }
+            sleep_until(hold).await;
+        }
+        let rbuf = self.conn.read_buf();
+        match self.mode {
+            Mode::Data => {
+                if rbuf.capacity() - rbuf.len() < DATA_CHUNK / 4 {
+                    rbuf.reserve(DATA_CHUNK);
+                }
+                self.big_rbuf = true;
+            }
+            Mode::Command => {
+                if rbuf.is_empty() && self.big_rbuf {
+                    // Idle sessions stay small.
+                    *rbuf = BytesMut::new();
+                    self.big_rbuf = false;
+                } else if rbuf.capacity() > IDLE_KEEP {
+                    self.big_rbuf = true;
+                }
+            }
+        }
+        match timeout_at(deadline, self.conn.fill()).await {
+            Ok(Ok(0)) => Err(Flow::Close(CloseKind::Disconnect)),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(Flow::Close(CloseKind::Quiet)),
+            Err(_) => {
+                diag::warning("read timeout");
+                Err(Flow::Close(CloseKind::Quiet))
+            }
+        }
+    }
+
+    /// Handle every complete command and all DATA content in the buffer.
+    async fn process_input(&mut self) -> Flow {
+        loop {
+            match self.mode {
+                Mode::Command => match self.lines.next(self.conn.read_buf()) {
+                    Frame::Partial => return Flow::Continue,
+                    Frame::TooLong => {
+                        diag::warning("command line too long");
+                        return Flow::Close(CloseKind::Disconnect);
+                    }
+                    Frame::Line(n) => {
+                        self.line.clear();
+                        self.line.extend_from_slice(&self.conn.read_buf()[..n]);
+                        self.conn.consume(n);
+                        let flow = self.command_line().await;
+                        if flow != Flow::Continue {
+                            return flow;
+                        }
+                    }
+                },
+                Mode::Data => {
+                    let rbuf = self.conn.read_buf();
+                    if rbuf.is_empty() {
+                        return Flow::Continue;
+                    }
+                    let found = match &mut self.dump {
+                        Some(dump) => self.scanner.scan_dump(rbuf, |run| dump.write(run)),
+                        None => self.scanner.find_end(rbuf),
+                    };
+                    match found {
+                        None => {
+                            let n = rbuf.len();
+                            self.conn.consume(n);
+                            return Flow::Continue;
+                        }
+                        Some(n) => {
+                            self.conn.consume(n);
+                            let flow = self.end_of_data().await;
+                            if flow != Flow::Continue {
+                                return flow;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One complete command line (§8.2).
+    async fn command_line(&mut self) -> Flow {
+        let line = std::mem::take(&mut self.line);
+        let cl = split_command(&line);
+        if self.config().verbose > 0 {
+            diag::info(&diag::sanitize(cl.text));
+        }
+        let flow = if cl.token.is_empty() {
+            self.reply(reply::EMPTY_COMMAND)
+                .await
+                .err()
+                .unwrap_or(Flow::Continue)
+        } else {
+            match Cmd::lookup(cl.token).filter(|&c| self.enabled(c)) {
+                None => self
+                    .reply(reply::UNKNOWN_COMMAND)
+                    .await
+                    .err()
+                    .unwrap_or(Flow::Continue),
+                Some(cmd) => self.dispatch(cmd, cl.token, cl.args).await,
+            }
+        };
+        self.line = line;
+        flow
+    }
+
+    fn enabled(&self, cmd: Cmd) -> bool {
+        let c = self.config();
+        match cmd {
+            Cmd::Connect => false,
+            Cmd::Helo => !c.lmtp,
+            Cmd::Ehlo => !c.lmtp && c.esmtp,
+            Cmd::Lhlo => c.lmtp,
+            Cmd::Xclient => c.xclient,
+            Cmd::Xforward => c.xforward,
+            _ => true,
+        }
+    }
+
+    /// Failure injection and delays, then the normal reply (§11).
+    async fn dispatch(&mut self, cmd: Cmd, token: &[u8], args: &[u8]) -> Flow {
+        let flags = *self.config().flags(cmd);
+        if flags.syslog {
+            syslog::log_command(token, &sanitize_bytes(args));
+        }
+        if flags.drop {
+            return Flow::Close(CloseKind::Disconnect);
+        }
+        if flags.close_421 {
+            self.queue(reply::CLOSING);
+            return Flow::Close(CloseKind::Disconnect);
+        }
+        if flags.hard_error || flags.soft_error {
+            let text = if flags.hard_error {
+                self.shared.replies.hard.as_slice()
+            } else {
+                self.shared.replies.soft.as_slice()
+            };
+            return self.error_reply(cmd, text).await;
+        }
+        if let Some(delay) = flags.delay {
+            let pause = delay_duration(delay);
+            if !pause.is_zero() {
+                // S4: nothing is read or handled during the delay, and the
+                // idle timer does not run.
+                sleep(pause).await;
+            }
+        }
+        match self.normal(cmd, args).await {
+            Ok(flow) => flow,
+            Err(flow) => flow,
+        }
+    }
+
+    /// `-f`/`-r` reply; for `.` in LMTP once per recipient.
+    async fn error_reply(&mut self, cmd: Cmd, text: &[u8]) -> Flow {
+        if cmd == Cmd::Dot && self.config().lmtp {
+            while self.rcpts > 0 {
+                self.rcpts -= 1;
+                if let Err(flow) = self.reply(text).await {
+                    return flow;
+                }
+            }
+            return Flow::Continue;
+        }
+        self.reply(text).await.err().unwrap_or(Flow::Continue)
+    }
+
+    fn abort_transaction(&mut self) {
+        self.in_tx = false;
+        if let Some(dump) = self.dump.take() {
+            dump.abort();
+        }
+    }
+
+    fn set_helo(&mut self, args: &[u8]) {
+        if self.config().dump.is_some() {
+            let start = args
+                .iter()
+                .position(|&b| b != b' ' && b != b'\t')
+                .unwrap_or(args.len());
+            self.helo = Some(sanitize_bytes(&args[start..]));
+        }
+    }
+
+    /// The normal reply and state change of `cmd` (§9).
+    async fn normal(&mut self, cmd: Cmd, args: &[u8]) -> Result<Flow, Flow> {
+        let replies = &self.shared.replies;
+        match cmd {
+            Cmd::Connect => self.reply(&replies.greeting).await?,
+            Cmd::Helo => {
+                self.abort_transaction();
+                self.proto = "SMTP";
+                self.set_helo(args);
+                self.reply(&replies.helo).await?;
+            }
+            Cmd::Ehlo | Cmd::Lhlo => {
+                self.abort_transaction();
+                if cmd == Cmd::Ehlo {
+                    self.proto = "ESMTP";
+                }
+                self.set_helo(args);
+                self.reply(&replies.ehlo).await?;
+            }
+            Cmd::Xclient | Cmd::Xforward | Cmd::Auth | Cmd::Noop | Cmd::Vrfy => {
+                self.reply(reply::OK).await?
+            }
+            Cmd::Mail => {
+                if self.in_tx {
+                    self.reply(reply::NESTED_MAIL).await?;
+                } else {
+                    self.in_tx = true;
+                    self.rcpts = 0;
+                    self.reply(reply::MAIL_OK).await?;
+                    if let Some(mode) = &self.config().dump {
+                        let mail_args = sanitize_bytes(address_args(args));
+                        let header = Header {
+                            start: self.config().start_string.as_deref(),
+                            client: &self.client,
+                            proto: self.proto,
+                            helo: self.helo.as_deref(),
+                            mail_args: &mail_args,
+                        };
+                        match Dump::begin(mode, now_secs(), &header) {
+                            Ok(dump) => self.dump = Some(dump),
+                            Err(text) => {
+                                // As in Postfix, the 250 reached the client
+                                // only if no further input was pending.
+                                if self.conn.read_buf().is_empty() && self.conn.try_fill().is_none()
+                                {
+                                    let _ = self.flush().await;
+                                }
+                                return Err(Flow::Fatal(text));
+                            }
+                        }
+                    }
+                }
+            }
+            Cmd::Rcpt => {
+                if !self.in_tx {
+                    self.reply(reply::NEED_MAIL).await?;
+                } else {
+                    self.rcpts += 1;
+                    if let Some(dump) = &mut self.dump {
+                        dump.rcpt(&sanitize_bytes(address_args(args)));
+                    }
+                    self.reply(reply::RCPT_OK).await?;
+                }
+            }
+            Cmd::Data => {
+                if !self.in_tx || self.rcpts == 0 {
+                    self.reply(reply::NEED_RCPT).await?;
+                } else {
+                    self.reply(reply::START_DATA).await?;
+                    if let Some(dump) = &mut self.dump {
+                        let config = &self.shared.config;
+                        dump.received(
+                            self.helo.as_deref(),
+                            &self.client,
+                            &config.hostname,
+                            self.proto,
+                        );
+                    }
+                    self.mode = Mode::Data;
+                    self.scanner = DataScanner::new();
+                    if let Some(secs) = self.config().abort_delay {
+                        // S5: stop reading; after the delay 550 and close.
+                        self.flush().await?;
+                        sleep(Duration::from_secs(u64::from(secs))).await;
+                        self.abort_transaction();
+                        self.queue(reply::VIOLATION);
+                        return Ok(Flow::Close(CloseKind::Quiet));
+                    }
+                    if let Some(secs) = self.config().read_hold {
+                        self.hold_until =
+                            Some(Instant::now() + Duration::from_secs(u64::from(secs)));
+                    }
+                }
+            }
+            Cmd::Dot => {
+                if self.config().lmtp {
+                    // RFC 2033 §4.2: one reply per recipient. S9: the
+                    // count stops at 0.
+                    while self.rcpts > 0 {
+                        self.rcpts -= 1;
+                        self.reply(reply::LMTP_DOT_OK).await?;
+                    }
+                } else {
+                    self.reply(reply::OK).await?;
+                }
+            }
+            Cmd::Rset => {
+                self.abort_transaction();
+                self.reply(reply::MAIL_OK).await?;
+            }
+            Cmd::Quit => {
+                self.queue(reply::BYE);
+                self.flush().await?;
+                self.shared.counters.quit.fetch_add(1, Ordering::Relaxed);
+                return Ok(Flow::Close(CloseKind::Disconnect));
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// The terminating `.` was received (§10, §14).
+    async fn end_of_data(&mut self) -> Flow {
+        self.mode = Mode::Command;
+        self.hold_until = None;
+        self.in_tx = false;
+        if let Some(dump) = self.dump.take() {
+            if let Err(text) = dump.complete() {
+                return Flow::Fatal(text);
+            }
+        }
+        let shared = self.shared;
+        let mesg = shared.counters.mesg.fetch_add(1, Ordering::Relaxed) + 1;
+        if shared.config.counters {
+            shared.counters.print();
+        }
+        let flow = self.dispatch(Cmd::Dot, b".", b"").await;
+        if shared.config.message_quit == Some(mesg) {
+            // S2: the reply to this `.` and everything before it are
+            // written, then the server exits 0.
+            return match flow {
+                Flow::Fatal(text) => Flow::Fatal(text),
+                _ => Flow::Exit,
+            };
+        }
+        flow
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_args_table() {
+        let cases: &[(&[u8], &[u8])] = &[
+            (b"FROM :  <x>", b"<x>"),
+            (b"TO::: <y>", b"<y>"),
+            (b"FROM:<s@x> SIZE=10", b"<s@x> SIZE=10"),
+            (b"FROM <x>", b""),
+            (b"", b""),
+            (b"FROM:", b""),
+            (b"FROM: :x", b":x"),
+        ];
+        for &(input, want) in cases {
+            assert_eq!(address_args(input), want, "{input:?}");
+        }
+    }
+}

@@ -10,8 +10,10 @@ pub mod args;
 pub mod conn;
 pub mod diag;
 pub mod endpoint;
+pub mod measure;
 pub mod proto;
 pub mod sink;
 pub mod source;
+pub mod tls;
 
 pub use diag::{Error, Result};

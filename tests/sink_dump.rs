@@ -126,8 +126,9 @@ fn aborted_transactions_leave_nothing() {
     // EOF in the middle of DATA.
     let mut c = Client::connect(sink.addr);
     c.reply();
-    c.send(b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\npartial\r\n");
+    c.send(b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\n");
     c.replies(3);
+    c.send(b"partial\r\n");
     drop(c);
     assert!(wait_until(Duration::from_secs(5), || files_in(dir.path()).is_empty()));
     // A rejected MAIL creates no file.

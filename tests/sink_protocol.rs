@@ -306,8 +306,9 @@ fn eof_mid_data_closes_silently() {
     let sink = ours(&[]);
     let mut c = Client::connect(sink.addr);
     c.reply();
-    c.send(b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\npartial");
+    c.send(b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\n");
     c.replies(3);
+    c.send(b"partial");
     c.stream
         .shutdown(std::net::Shutdown::Write)
         .expect("shutdown");
@@ -340,4 +341,21 @@ fn unix_socket_listener() {
     let mut got = Vec::new();
     s.read_to_end(&mut got).expect("read");
     assert_eq!(got, b"220 smtp-sink ESMTP\r\n221 Bye\r\n");
+}
+
+#[test]
+fn replies_wait_while_input_is_pending() {
+    // §18: the flush decision is made when a reply is produced; content
+    // that arrived with DATA keeps the replies queued until the end of data.
+    let sink = ours(&[]);
+    let mut c = Client::connect(sink.addr);
+    c.reply();
+    c.send(b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\nabc\r\n");
+    assert!(common::sink::silent_for(&mut c, Duration::from_millis(300)));
+    c.send(b".\r\n");
+    assert_eq!(
+        c.replies(4),
+        b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n\
+          250 2.0.0 Ok\r\n"
+    );
 }

@@ -444,3 +444,16 @@ fn lmtp_one_reply_per_accepted_recipient() {
     });
     fatal(&out, "end of data rejected: 550 b");
 }
+
+#[test]
+fn counter_has_no_final_newline_on_fatal() {
+    let (out, _) = run_with(&["-c", "-m", "2"], banner(), false, |cmd: &Cmd| {
+        (cmd.conn == 1 && cmd.verb == "MAIL").then(|| reply("550 no"))
+    });
+    assert_eq!(out.code(), Some(1));
+    assert_eq!(out.stdout, b"1\r");
+    assert_eq!(
+        out.stderr_text(),
+        "smtp-source: fatal: sender rejected: 550 no\n"
+    );
+}

@@ -69,6 +69,47 @@ fn default_run() {
     assert_wire(&t[0], &wire(&want));
 }
 
+/// `Thu, 05 Mar 2026 03:40:00 -0500 (EST)`: Postfix 3.12 zero-pads the
+/// day (deviation D4: 3.7 space-pads it).
+fn date_is_3_12_format(value: &str) -> bool {
+    let b = value.as_bytes();
+    b.len() >= 33
+        && b[0].is_ascii_uppercase()
+        && b[3..5] == *b", "
+        && b[5].is_ascii_digit()
+        && b[6].is_ascii_digit()
+        && b[7] == b' '
+        && b[11] == b' '
+        && b[12..16].iter().all(u8::is_ascii_digit)
+        && b[16] == b' '
+        && b[19] == b':'
+        && b[22] == b':'
+        && (b[26] == b'+' || b[26] == b'-')
+        && b[27..31].iter().all(u8::is_ascii_digit)
+        && b[31..33] == *b" ("
+        && value.ends_with(')')
+}
+
+#[test]
+fn date_header_is_made_once_in_3_12_format() {
+    let cap = Capture::default_smtp();
+    let out = run_source(&our_source(), &["-M", "vm", "-m", "3", "-s", "3"], &cap);
+    assert_eq!(out.code(), Some(0));
+    let dates: Vec<String> = cap
+        .transcripts()
+        .iter()
+        .flat_map(|t| {
+            String::from_utf8_lossy(t)
+                .lines()
+                .filter_map(|l| l.strip_prefix("Date: ").map(str::to_string))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(dates.len(), 3);
+    assert!(date_is_3_12_format(&dates[0]), "{}", dates[0]);
+    assert!(dates.iter().all(|d| *d == dates[0]));
+}
+
 #[test]
 fn default_hostname_is_the_system_hostname() {
     let host = nix::unistd::gethostname().expect("gethostname");
@@ -355,4 +396,39 @@ fn unix_endpoint() {
     let t = cap.commands();
     assert_eq!(t.len(), 2);
     assert_eq!(t[0][0], "HELO vm");
+}
+
+#[test]
+fn body_larger_than_one_write_slice() {
+    let len = 2_500_001usize;
+    let t = transcripts(&["-M", "vm", "-o", "-l", &len.to_string()]);
+    let got = content(&t[0]);
+    assert_eq!(got.len(), len + 2);
+    assert!(got.starts_with(&body_line(Some(1))));
+    assert!(got.ends_with(b"X\r\n"));
+    let lines = got.split(|&b| b == b'\n').count() - 1;
+    assert_eq!(lines, len / 80 + 1);
+    assert!(t[0].ends_with(b"\r\n.\r\nQUIT\r\n"));
+}
+
+#[test]
+fn non_utf8_arguments_go_on_the_wire_verbatim() {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStringExt;
+    let cap = Capture::default_smtp();
+    let args: Vec<OsString> = vec![
+        "-v".into(),
+        "-M".into(),
+        "vm".into(),
+        "-f".into(),
+        OsString::from_vec(b"\xff\xfe@x".to_vec()),
+        cap.endpoint().into(),
+    ];
+    let out = common::run(&our_source(), "smtp-source", &args);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr_text());
+    let t = &cap.transcripts()[0];
+    assert!(t.windows(18).any(|w| w == b"MAIL FROM:<\xff\xfe@x>\r\n"));
+    assert!(out
+        .stderr_text()
+        .contains("smtp-source: MAIL FROM:<??@x>\n"));
 }

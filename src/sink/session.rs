@@ -168,6 +168,8 @@ struct Session<'a, S> {
     hold_until: Option<Instant>,
     /// The read buffer has grown to DATA size.
     big_rbuf: bool,
+    /// The peer closed (or the connection failed) while probing for input.
+    eof: bool,
 }
 
 impl<S> Drop for Session<'_, S> {
@@ -242,6 +244,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             dump: None,
             hold_until: None,
             big_rbuf: false,
+            eof: false,
         }
     }
 
@@ -253,13 +256,31 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         self.conn.write_buf().extend_from_slice(bytes);
     }
 
-    /// Queue a reply; write at once if a lot is queued.
+    /// Queue a reply, then write everything queued if the session has no
+    /// unprocessed input (spec §18: decided when the reply is produced, so
+    /// replies queued while more input was pending wait for a later reply
+    /// or the end of the session), or if a lot is queued.
     async fn reply(&mut self, bytes: &[u8]) -> Result<(), Flow> {
         self.queue(bytes);
-        if self.conn.write_buf().len() >= WRITE_HIGH_WATER {
+        if self.conn.write_buf().len() >= WRITE_HIGH_WATER || self.no_pending_input() {
             self.flush().await?;
         }
         Ok(())
+    }
+
+    /// Nothing left in the read buffer and nothing readable on the socket.
+    fn no_pending_input(&mut self) -> bool {
+        if self.eof || !self.conn.read_buf().is_empty() {
+            return false;
+        }
+        match self.conn.try_fill() {
+            None => true,
+            Some(Ok(0)) | Some(Err(_)) => {
+                self.eof = true;
+                false
+            }
+            Some(Ok(_)) => false,
+        }
     }
 
     /// Write everything queued, within the `-t` time limit.
@@ -304,17 +325,8 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                 return flow;
             }
             // No complete command or content left in the buffer.
-            if !self.conn.write_buf().is_empty() {
-                match self.conn.try_fill() {
-                    Some(Ok(0)) => return Flow::Close(CloseKind::Disconnect),
-                    Some(Ok(_)) => continue,
-                    Some(Err(_)) => return Flow::Close(CloseKind::Quiet),
-                    None => {
-                        if let Err(flow) = self.flush().await {
-                            return flow;
-                        }
-                    }
-                }
+            if self.eof {
+                return Flow::Close(CloseKind::Disconnect);
             }
             match self.wait_input().await {
                 Ok(()) => {}
@@ -556,15 +568,9 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                         };
                         match Dump::begin(mode, now_secs(), &header) {
                             Ok(dump) => self.dump = Some(dump),
-                            Err(text) => {
-                                // As in Postfix, the 250 reached the client
-                                // only if no further input was pending.
-                                if self.conn.read_buf().is_empty() && self.conn.try_fill().is_none()
-                                {
-                                    let _ = self.flush().await;
-                                }
-                                return Err(Flow::Fatal(text));
-                            }
+                            // The 250 above reached the client only if no
+                            // further input was pending, as in Postfix.
+                            Err(text) => return Err(Flow::Fatal(text)),
                         }
                     }
                 }

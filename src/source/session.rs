@@ -3,7 +3,6 @@
 //! between messages. A session owns its connection and buffers; the only
 //! state shared with other sessions is in [`Shared`] (atomics, no locks).
 
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -23,6 +22,11 @@ use super::Shared;
 /// Bytes asked for per read: replies are short, and a small buffer keeps
 /// thousands of sessions cheap.
 const READ_CHUNK: usize = 4096;
+
+/// Largest piece of a message body written under one time limit: a
+/// message of any size may take longer than the limit as a whole, as long
+/// as it keeps moving (Postfix limits each write, not the message).
+const WRITE_SLICE: usize = 1 << 20;
 
 /// Pause between connect attempts (Postfix: 10 µs).
 const RETRY_PAUSE: Duration = Duration::from_micros(10);
@@ -194,7 +198,7 @@ impl Session {
         if verbose {
             let buf = conn.io.write_buf();
             let line = &buf[..buf.len().saturating_sub(2)];
-            diag::info(&String::from_utf8_lossy(line));
+            diag::info(&diag::sanitize(line));
         }
         let res = tokio::time::timeout(limit, conn.io.flush()).await;
         match res {
@@ -213,9 +217,12 @@ impl Session {
     }
 
     /// Read one complete reply; returns its code (text in the parser).
+    ///
+    /// Deviation D2: the time limit covers the whole wait for the reply,
+    /// from the first byte on (Postfix waits for the first byte forever).
     async fn reply(&mut self, ctx: Ctx) -> Result<u32> {
         let verbose = self.shared.config.verbose > 0;
-        let limit = self.shared.config.io_timeout;
+        let deadline = tokio::time::Instant::now() + self.shared.config.io_timeout;
         loop {
             let Some(conn) = self.conn.as_mut() else {
                 return Err(self.lost(ctx));
@@ -233,10 +240,7 @@ impl Session {
                         conn.io.consume(pending);
                     }
                     if verbose {
-                        diag::info(&format!(
-                            "<<< {}",
-                            String::from_utf8_lossy(self.parser.line())
-                        ));
+                        diag::info(&format!("<<< {}", diag::sanitize(self.parser.line())));
                     }
                     if last {
                         return Ok(self.parser.code());
@@ -246,7 +250,7 @@ impl Session {
                     if conn.disabled {
                         return Err(self.lost(ctx));
                     }
-                    match tokio::time::timeout(limit, conn.io.fill()).await {
+                    match tokio::time::timeout_at(deadline, conn.io.fill()).await {
                         Ok(Ok(0)) | Ok(Err(_)) => return Err(self.lost(ctx)),
                         Ok(Ok(_)) => {}
                         Err(_) => return Err(self.timeout(ctx)),
@@ -259,10 +263,7 @@ impl Session {
     /// An unexpected reply: fatal without `-A`, else a warning and how to
     /// go on.
     fn reject(&self, what: &str, code: u32, closing_rule: bool) -> Result<Next> {
-        let text = format!(
-            "{what}: {code} {}",
-            String::from_utf8_lossy(self.parser.text())
-        );
+        let text = format!("{what}: {code} {}", diag::sanitize(self.parser.text()));
         if !self.shared.config.ignore_errors {
             return Err(Error::Fatal(text));
         }
@@ -395,12 +396,26 @@ impl Session {
             fd,
             remaining,
         );
-        let res =
-            tokio::time::timeout(limit, conn.io.flush_with(&shared.template.body, b".\r\n")).await;
-        match res {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(self.lost(Ctx::Message)),
-            Err(_) => return Err(self.timeout(Ctx::Message)),
+        // The time limit is per write, not per message: a huge body is
+        // written in slices, each with its own limit (the first slice also
+        // carries the headers, the last one the final dot).
+        let mut rest: &[u8] = &shared.template.body;
+        loop {
+            let last = rest.len() <= WRITE_SLICE;
+            let (part, tail): (&[u8], &[u8]) = if last {
+                (rest, b".\r\n")
+            } else {
+                (&rest[..WRITE_SLICE], b"")
+            };
+            match tokio::time::timeout(limit, conn.io.flush_with(part, tail)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(self.lost(Ctx::Message)),
+                Err(_) => return Err(self.timeout(Ctx::Message)),
+            }
+            if last {
+                break;
+            }
+            rest = &rest[WRITE_SLICE..];
         }
         let sent = shared.messages.fetch_add(1, Ordering::Relaxed) + 1;
         if config.counter {
@@ -434,9 +449,4 @@ impl Session {
         self.close();
         Ok(())
     }
-}
-
-/// Format helper kept here so `Shared` stays small.
-pub(crate) fn write_number(out: &mut bytes::BytesMut, n: i32) {
-    let _ = write!(out, "{n}");
 }

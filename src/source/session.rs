@@ -248,12 +248,25 @@ impl Session {
                 }
                 None => {
                     if conn.disabled {
+                        if verbose {
+                            diag::info("smtp_get: EOF");
+                        }
                         return Err(self.lost(ctx));
                     }
                     match tokio::time::timeout_at(deadline, conn.io.fill()).await {
-                        Ok(Ok(0)) | Ok(Err(_)) => return Err(self.lost(ctx)),
+                        Ok(Ok(0)) | Ok(Err(_)) => {
+                            if verbose {
+                                diag::info("smtp_get: EOF");
+                            }
+                            return Err(self.lost(ctx));
+                        }
                         Ok(Ok(_)) => {}
-                        Err(_) => return Err(self.timeout(ctx)),
+                        Err(_) => {
+                            if verbose {
+                                diag::info("smtp_get: timeout");
+                            }
+                            return Err(self.timeout(ctx));
+                        }
                     }
                 }
             }

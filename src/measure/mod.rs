@@ -10,15 +10,23 @@
 //! * [`progress`]: the live `--progress` line;
 //! * [`track`]: the `--track` headers stamped by smtp-source and the sink's
 //!   per-run delivery accounting;
-//! * [`stats`]: smtp-sink's `--stats` interval line.
+//! * [`stats`]: smtp-sink's `--stats` interval line;
+//! * [`options`]: the long options of both tools and their checks;
+//! * [`source_side`] / [`sink_side`]: what a run and its sessions hold when
+//!   an option is on, and the output at exit ([`output`]).
 //!
-//! Everything here is plain data and pure functions (the pacing uses tokio
-//! time only), tested without sockets.
+//! The measuring itself is plain data and pure functions, tested without
+//! sockets (the pacing against tokio's paused clock); only the two `*_side`
+//! modules spawn tasks and write output.
 
 pub mod hist;
+pub mod options;
+pub mod output;
 pub mod progress;
 pub mod rate;
 pub mod recorder;
 pub mod report;
+pub mod sink_side;
+pub mod source_side;
 pub mod stats;
 pub mod track;

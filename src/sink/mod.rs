@@ -334,6 +334,8 @@ impl Server {
                             }
                         }
                     }
+                    // A client that reset before we accepted it: nothing to do.
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => {}
                     Err(e) => {
                         diag::warning(&format!("accept connection: {}", errno_text(&e)));
                         tokio::time::sleep(ACCEPT_BACKOFF).await;

@@ -6,7 +6,7 @@
 //! None of them has a short form, so a Postfix command line never reaches
 //! this code.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -131,6 +131,11 @@ pub struct SourceOptions {
     pub progress: ProgressMode,
     /// `--track`.
     pub track: bool,
+    /// `-m` was given (with `--duration` and no `-m`, the count is
+    /// unlimited).
+    pub count_given: bool,
+    /// `--merge`: the report files (the operands).
+    pub files: Vec<OsString>,
 }
 
 fn text(value: &[u8]) -> String {
@@ -186,6 +191,15 @@ impl SourceOptions {
         Ok(())
     }
 
+    /// The `-m` limit of a run: unlimited with `--duration` and no `-m`.
+    pub fn message_count(&self, m: i32) -> i32 {
+        if self.duration.is_some() && !self.count_given {
+            i32::MAX
+        } else {
+            m
+        }
+    }
+
     /// Whether a run needs per-session recorders.
     pub fn records(&self) -> bool {
         self.report || self.json.is_some() || self.progress != ProgressMode::Off
@@ -198,7 +212,7 @@ impl SourceOptions {
 }
 
 /// smtp-sink's measurement settings.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SinkOptions {
     /// `--track` (or implied by `--json`).
     pub track: bool,
@@ -286,6 +300,11 @@ mod tests {
         let o = source(&[("rate", "5")]).expect("valid");
         assert!(!o.records() && o.any());
         assert!(!SourceOptions::default().any());
+        let mut d = source(&[("duration", "5s")]).expect("valid");
+        assert_eq!(d.message_count(1), i32::MAX);
+        d.count_given = true;
+        assert_eq!(d.message_count(1), 1);
+        assert_eq!(SourceOptions::default().message_count(7), 7);
         let mut o = SourceOptions::default();
         assert!(!o.apply("starttls", b"").expect("not ours"));
     }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use crate::args::{self, Key, Occurrence, Parsed, ShortOpt, ToolSpec};
 use crate::diag::{self, Error, Result};
 use crate::endpoint::Family;
+use crate::measure::options::{SourceOptions, SOURCE_LONGS};
 use crate::proto::hostname;
 
 /// Per-operation I/O limit on an established connection (Postfix's
@@ -147,7 +148,7 @@ pub const SPEC: ToolSpec = ToolSpec {
     about: "SMTP/LMTP load generator, a drop-in replacement for Postfix's smtp-source",
     operands: "[inet:]host[:port] | unix:pathname",
     shorts: SHORTS,
-    longs: &[],
+    longs: SOURCE_LONGS,
     after_help: "Numeric arguments follow C atoi() rules. Exit status: 0 when all messages \
 were processed, 1 on any fatal error.",
 };
@@ -203,6 +204,8 @@ pub struct SourceConfig {
     /// Per-operation I/O limit ([`IO_TIMEOUT`]); library users (tests) may
     /// lower it. Not reachable from the command line.
     pub io_timeout: Duration,
+    /// The measurement long options (issue #6); all off by default.
+    pub measure: SourceOptions,
 }
 
 /// What the command line asks for.
@@ -300,10 +303,15 @@ impl SourceConfig {
             verbose: 0,
             endpoint: Vec::new(),
             io_timeout: IO_TIMEOUT,
+            measure: SourceOptions::default(),
         };
         for opt in opts {
-            let Key::Short(letter) = opt.key else {
-                continue;
+            let letter = match opt.key {
+                Key::Short(letter) => letter,
+                Key::Long(name) => {
+                    c.measure.apply(name, opt.bytes())?;
+                    continue;
+                }
             };
             match letter {
                 '4' => c.family = Family::V4,
@@ -372,6 +380,12 @@ impl SourceConfig {
                 }
                 _ => return Err(Error::Usage),
             }
+        }
+        c.measure.check(c.counter)?;
+        c.measure.count_given = opts.iter().any(|o| o.key == Key::Short('m'));
+        if c.measure.merge {
+            c.measure.files = operands.to_vec();
+            return Ok(c);
         }
         if operands.len() != 1 {
             return Err(Error::Usage);

@@ -13,6 +13,8 @@ use rand::{Rng, SeedableRng};
 
 use crate::conn::Connection;
 use crate::diag::{self, Error, Result};
+use crate::measure::recorder::Phase;
+use crate::measure::source_side::{Hooks as _, Probe};
 use crate::proto::reply::{Event, ReplyParser};
 
 use super::message::errno_text;
@@ -68,6 +70,8 @@ pub(crate) struct Session {
     /// The number used in this session's last numbered RCPT.
     last_rcpt: i32,
     rng: Option<SmallRng>,
+    /// Measurement hooks (issue #6); `None` unless the run records.
+    probe: Option<Box<Probe>>,
 }
 
 /// `421`/`521` mean the server is closing the channel (RFC 5321 §3.8).
@@ -77,6 +81,7 @@ fn is_closing(code: u32) -> bool {
 
 impl Session {
     pub(crate) fn new(shared: Arc<Shared>, index: u32) -> Session {
+        let probe = shared.measure.as_ref().and_then(|m| m.probe());
         let rng = shared
             .config
             .random_delay
@@ -88,6 +93,7 @@ impl Session {
             parser: ReplyParser::new(),
             last_rcpt: 0,
             rng,
+            probe,
         }
     }
 
@@ -96,11 +102,37 @@ impl Session {
     pub(crate) async fn run(mut self, first: bool) -> Result<()> {
         let mut go = first;
         while go {
-            self.message().await?;
+            if !self.measured_start().await? {
+                break;
+            }
+            let res = self.message().await;
+            self.probe.end_message(res.is_ok());
+            res?;
             self.pause().await;
             go = self.shared.take_message();
         }
         Ok(())
+    }
+
+    /// Measurements (issue #6): wait for this message's turn under
+    /// `--rate`, and start timing it. False when `--duration` is over; a
+    /// connection kept by `-d` is then ended with QUIT.
+    async fn measured_start(&mut self) -> Result<bool> {
+        let shared = Arc::clone(&self.shared);
+        let Some(m) = &shared.measure else {
+            return Ok(true);
+        };
+        let Some(start) = m.next_start().await else {
+            if self.conn.is_some() {
+                self.command(b"QUIT", Ctx::Message).await?;
+                let code = self.reply(Ctx::Message).await?;
+                self.probe.reply(Phase::Quit, code);
+                self.close();
+            }
+            return Ok(false);
+        };
+        self.probe.begin_message(start);
+        Ok(true)
     }
 
     async fn pause(&mut self) {
@@ -151,6 +183,7 @@ impl Session {
 
     async fn connect(&mut self) -> Result<()> {
         let shared = Arc::clone(&self.shared);
+        self.probe.mark();
         // At most one connect in progress for the whole process, FIFO.
         let _permit = shared
             .connect_gate
@@ -166,6 +199,7 @@ impl Session {
                 Err(ConnectError::Connect(e)) => {
                     self.attempts_left = self.attempts_left.saturating_sub(1);
                     let text = format!("connect: {}", errno_text(&e));
+                    self.probe.connect_failed();
                     if self.attempts_left == 0 {
                         return Err(Error::fatal(text));
                     }
@@ -175,6 +209,7 @@ impl Session {
             }
         };
         shared.connections.fetch_add(1, Ordering::Relaxed);
+        self.probe.connected();
         self.parser.reset();
         self.conn = Some(Conn {
             fd: stream.fd(),
@@ -194,6 +229,10 @@ impl Session {
     async fn send(&mut self, ctx: Ctx) -> Result<()> {
         let verbose = self.shared.config.verbose > 0;
         let limit = self.shared.config.io_timeout;
+        if self.probe.is_some() {
+            let n = self.conn(ctx)?.io.write_buf().len();
+            self.probe.sending(n);
+        }
         let conn = self.conn(ctx)?;
         if verbose {
             let buf = conn.io.write_buf();
@@ -295,6 +334,7 @@ impl Session {
         if self.conn.is_none() {
             self.connect().await?;
             let code = self.reply(Ctx::Greeting).await?;
+            self.probe.reply(Phase::Banner, code);
             if code / 100 != 2 {
                 // No 421/521 special case for the banner.
                 self.reject("rejected at server banner", code, false)?;
@@ -302,6 +342,7 @@ impl Session {
             if !config.old_mode {
                 self.command(&shared.helo, Ctx::Helo).await?;
                 let code = self.reply(Ctx::Helo).await?;
+                self.probe.reply(Phase::Helo, code);
                 if code / 100 != 2 {
                     let what = if config.lmtp {
                         "LHLO rejected"
@@ -318,6 +359,7 @@ impl Session {
 
         self.command(&shared.mail, Ctx::Mail).await?;
         let code = self.reply(Ctx::Mail).await?;
+        self.probe.reply(Phase::Mail, code);
         if code / 100 != 2 {
             return match self.reject("sender rejected", code, true)? {
                 Next::Close => {
@@ -333,6 +375,7 @@ impl Session {
             self.queue_rcpt()?;
             self.send(Ctx::Rcpt).await?;
             let code = self.reply(Ctx::Rcpt).await?;
+            self.probe.reply(Phase::Rcpt, code);
             if code / 100 == 2 {
                 accepted += 1;
             } else if self.reject("recipient rejected", code, true)? == Next::Close {
@@ -346,6 +389,7 @@ impl Session {
 
         self.command(b"DATA", Ctx::Data).await?;
         let code = self.reply(Ctx::Data).await?;
+        self.probe.reply(Phase::Data, code);
         if code != 354 {
             return match self.reject("data rejected", code, true)? {
                 Next::Close => {
@@ -362,6 +406,7 @@ impl Session {
         let replies = if config.lmtp { accepted } else { 1 };
         for _ in 0..replies {
             let code = self.reply(Ctx::Message).await?;
+            self.probe.reply(Phase::Dot, code);
             if code / 100 != 2 && self.reject("end of data rejected", code, true)? == Next::Close {
                 self.close();
                 return Ok(());
@@ -399,6 +444,7 @@ impl Session {
         if config.verbose > 0 {
             diag::info(".");
         }
+        self.probe.mark();
         let conn = self.conn(Ctx::Message)?;
         let fd = conn.fd;
         shared.template.write_headers(
@@ -409,6 +455,11 @@ impl Session {
             fd,
             remaining,
         );
+        if let Some(m) = &shared.measure {
+            let headers = shared.template.headers;
+            m.stamp(conn.io.write_buf(), headers, config.file.is_none());
+        }
+        let head = conn.io.write_buf().len();
         // The time limit is per write, not per message: a huge body is
         // written in slices, each with its own limit (the first slice also
         // carries the headers, the last one the final dot).
@@ -430,6 +481,7 @@ impl Session {
             }
             rest = &rest[WRITE_SLICE..];
         }
+        self.probe.sent(head + shared.template.body.len() + 3);
         let sent = shared.messages.fetch_add(1, Ordering::Relaxed) + 1;
         if config.counter {
             let mut out = std::io::stdout().lock();
@@ -444,6 +496,7 @@ impl Session {
     async fn rset(&mut self, trigger: Ctx) -> Result<()> {
         self.command(b"RSET", trigger).await?;
         let code = self.reply(Ctx::Message).await?;
+        self.probe.reply(Phase::Rset, code);
         if code / 100 != 2 && self.reject("rset rejected", code, true)? == Next::Close {
             self.close();
             return Ok(());
@@ -453,12 +506,16 @@ impl Session {
 
     /// After a transaction: QUIT unless `-d` and messages are left.
     async fn finish(&mut self) -> Result<()> {
-        if self.shared.config.reuse && self.shared.remaining.load(Ordering::Relaxed) >= 1 {
+        if self.shared.config.reuse
+            && self.shared.remaining.load(Ordering::Relaxed) >= 1
+            && self.shared.measure.as_ref().is_none_or(|m| m.open())
+        {
             return Ok(());
         }
         self.command(b"QUIT", Ctx::Message).await?;
         // Any reply will do; only its absence is an error.
-        self.reply(Ctx::Message).await?;
+        let code = self.reply(Ctx::Message).await?;
+        self.probe.reply(Phase::Quit, code);
         self.close();
         Ok(())
     }

@@ -349,6 +349,43 @@ fn release_dir() -> Result<PathBuf, String> {
     Ok(sibling)
 }
 
+/// `commit abc1234` (plus ` + uncommitted changes`) of the checkout this
+/// bench was built from.
+fn git_commit() -> String {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let out = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match out(&["rev-parse", "--short", "HEAD"]) {
+        Some(c) => {
+            let dirty = out(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
+            format!(
+                "commit {c}{}",
+                if dirty { " + uncommitted changes" } else { "" }
+            )
+        }
+        None => "unknown commit".into(),
+    }
+}
+
+fn mtime_utc(path: &Path) -> String {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| model::utc_string(d.as_secs() as i64))
+        .unwrap_or_else(|| "unknown".into())
+}
+
 /// The first three fields of /proc/loadavg (1, 5, 15 minutes).
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -400,6 +437,12 @@ fn report_header(
             "- command: `cargo run --release --example bench --{}{}`",
             if cmd.is_empty() { "" } else { " " },
             cmd.join(" ")
+        ),
+        format!(
+            "- smtpstone checkout: {}; our binaries built {} / {}",
+            git_commit(),
+            mtime_utc(&opts.ours_source),
+            mtime_utc(&opts.ours_sink)
         ),
         format!(
             "- ours: `{}`, `{}`; Postfix: `{}`, `{}`",

@@ -444,5 +444,6 @@ pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("tempdir")
 }
 pub mod capture;
+pub mod esmtp;
 pub mod mta;
 pub mod sink;

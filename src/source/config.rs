@@ -758,6 +758,56 @@ mod tests {
     }
 
     #[test]
+    fn extension_options() {
+        let c = parse(&["h"]).unwrap();
+        assert_eq!(c.ext, Extensions::default());
+        assert!(!c.ext.active(), "no option: Postfix's dialogue");
+        let c = parse(&["--starttls", "h"]).unwrap();
+        assert!(c.ext.ehlo, "--starttls implies EHLO");
+        assert_eq!(c.ext.tls, TlsMode::Starttls);
+        let c = parse(&["--tls", "--tls", "h"]).unwrap();
+        assert_eq!(c.ext.tls, TlsMode::Implicit);
+        assert!(!c.ext.ehlo && c.ext.active());
+        let c = parse(&["--ehlo", "--bdat", "h"]).unwrap();
+        assert_eq!(c.ext.bdat, Some(bdat_send::DEFAULT_CHUNK));
+        let c = parse(&["--ehlo", "--bdat=100", "--bdat=7", "h"]).unwrap();
+        assert_eq!(c.ext.bdat, Some(7), "last one wins");
+        let c = parse(&[
+            "--tls",
+            "--ehlo",
+            "--auth",
+            "login",
+            "--auth-user",
+            "u",
+            "--auth-password",
+            "",
+            "--tls-verify",
+            "--tls-ca",
+            "ca.pem",
+            "--tls-resume",
+            "--pipelining",
+            "--smtputf8",
+            "--8bitmime",
+            "--size",
+            "h",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.ext.auth,
+            Some(AuthConfig {
+                mech: Mechanism::Login,
+                user: b"u".to_vec(),
+                password: Vec::new(),
+            })
+        );
+        assert_eq!(c.ext.tls_ca, Some(PathBuf::from("ca.pem")));
+        assert!(c.ext.tls_resume && c.ext.pipelining && c.ext.smtputf8);
+        assert!(c.ext.eightbitmime && c.ext.size);
+        // Checked before the operand count, like Postfix's own options.
+        assert_eq!(fatal(&["--pipelining"]), "--pipelining requires --ehlo");
+    }
+
+    #[test]
     fn usage_errors() {
         for argv in [&[][..], &["a", "b"], &["h", "-m", "2"], &["-x", "h"]] {
             assert!(matches!(parse(argv), Err(Error::Usage)), "{argv:?}");

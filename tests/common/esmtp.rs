@@ -601,7 +601,13 @@ fn default_act(cmd: &Cmd, opts: &Opts, bdat: Option<(usize, bool)>) -> Act {
     match cmd.verb.as_str() {
         "EHLO" | "LHLO" => {
             let mut lines = vec!["mx.test".to_string()];
-            lines.extend(opts.caps.iter().cloned());
+            // RFC 3207 §4.2: no STARTTLS inside TLS.
+            lines.extend(
+                opts.caps
+                    .iter()
+                    .filter(|c| !(cmd.tls && c.eq_ignore_ascii_case("STARTTLS")))
+                    .cloned(),
+            );
             let n = lines.len();
             Act::Reply(
                 lines

@@ -107,10 +107,9 @@ impl Setup {
         } else {
             Arc::clone(body)
         };
+        // STARTTLS itself is checked before the upgrade: inside TLS the
+        // server no longer advertises it (RFC 3207 §4.2).
         let mut required = Vec::new();
-        if ext.tls == TlsMode::Starttls {
-            required.push((Extension::Starttls, "--starttls"));
-        }
         for (on, what, opt) in [
             (ext.pipelining, Extension::Pipelining, "--pipelining"),
             (ext.bdat.is_some(), Extension::Chunking, "--bdat"),
@@ -924,4 +923,75 @@ async fn write_all<'a, S: AsyncWrite + Unpin>(
     tokio::time::timeout(limit, flush)
         .await
         .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn write_all_sends_every_part_in_order_through_partial_writes() {
+        // A 7-byte pipe forces many partial vectored writes; more parts
+        // than one batch holds.
+        let (mut a, mut b) = tokio::io::duplex(7);
+        let parts: Vec<Vec<u8>> = (0..200u32)
+            .map(|i| format!("<{i}>").into_bytes().repeat((i % 3) as usize))
+            .collect();
+        let want: Vec<u8> = b"HEAD".iter().copied().chain(parts.concat()).collect();
+        let writer = async {
+            let iter = parts.iter().map(|p| &p[..]);
+            write_all(&mut a, b"HEAD", iter, Duration::from_secs(5))
+                .await
+                .unwrap();
+            drop(a);
+        };
+        let reader = async {
+            let mut got = Vec::new();
+            b.read_to_end(&mut got).await.unwrap();
+            got
+        };
+        let ((), got) = tokio::join!(writer, reader);
+        assert_eq!(got, want);
+    }
+
+    #[tokio::test]
+    async fn write_all_times_out_per_write() {
+        let (mut a, _b) = tokio::io::duplex(4);
+        let big = [0u8; 64];
+        let err = write_all(
+            &mut a,
+            b"",
+            [&big[..]].into_iter(),
+            Duration::from_millis(50),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[test]
+    fn every_stage_has_an_io_context() {
+        use Stage::*;
+        let cases = [
+            (Banner, Ctx::Greeting),
+            (Helo { lmtp: false }, Ctx::Helo),
+            (Ehlo { lmtp: true }, Ctx::Ehlo),
+            (Starttls, Ctx::Starttls),
+            (AuthChallenge, Ctx::Auth),
+            (AuthDone, Ctx::Auth),
+            (Mail, Ctx::Mail),
+            (Rcpt, Ctx::Rcpt),
+            (Data, Ctx::Data),
+            (Chunk, Ctx::Message),
+            (LastChunk, Ctx::Message),
+            (Dot, Ctx::Message),
+            (AbortDot, Ctx::Message),
+            (Rset, Ctx::Message),
+            (Quit, Ctx::Message),
+        ];
+        for (stage, ctx) in cases {
+            assert_eq!(ctx_of(stage), ctx, "{stage:?}");
+        }
+    }
 }

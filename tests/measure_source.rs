@@ -421,3 +421,68 @@ fn help_lists_the_measurement_options() {
         assert!(text.contains(opt), "{opt} missing:\n{text}");
     }
 }
+
+#[test]
+fn measurements_on_the_esmtp_path() {
+    let dir = shared_tempdir();
+    let json = dir.path().join("t.json");
+    let sink = ours(&["--track", "--json", json.to_str().unwrap()]);
+    let ep = endpoint(sink.addr);
+    // Pipelined, with chaining: every reply is counted per phase.
+    let out = source(&[
+        "--ehlo",
+        "--pipelining",
+        "-s",
+        "2",
+        "-d",
+        "-m",
+        "10",
+        "--track",
+        "--report",
+        &ep,
+    ]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr_text());
+    let text = out.stderr_text();
+    for line in [
+        "  messages     10 attempted, 10 accepted, 0 rejected, 0 failed",
+        "    HELO         250 x2",
+        "    MAIL         250 x10",
+        "    end of data  250 x10",
+        "    QUIT         221 x2",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?}:\n{text}");
+    }
+    // Under --rate the messages are paced (no chaining), and all are sent.
+    let out = source(&[
+        "--ehlo",
+        "--pipelining",
+        "-d",
+        "--rate",
+        "20",
+        "--duration",
+        "500ms",
+        "--track",
+        "--report",
+        &ep,
+    ]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr_text());
+    assert!(
+        out.stderr_text()
+            .contains("  messages     10 attempted, 10 accepted, 0 rejected, 0 failed\n"),
+        "{}",
+        out.stderr_text()
+    );
+    let out = signal_and_finish(sink.proc, nix::sys::signal::Signal::SIGTERM);
+    let text = out.stderr_text();
+    assert!(
+        text.starts_with("smtp-sink tracking report: 20 messages, 0 without tracking headers\n"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches(", duplicates 0, gaps 0, highest seq 9\n")
+            .count(),
+        2,
+        "{text}"
+    );
+    assert_eq!(read_json(&json)["runs"].as_array().map(Vec::len), Some(2));
+}

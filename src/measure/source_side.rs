@@ -94,6 +94,12 @@ impl SourceMeasure {
         }
     }
 
+    /// Whether `--rate` or `--duration` schedules the messages (a session
+    /// must then not send a message's commands ahead of its turn).
+    pub fn paces(&self) -> bool {
+        self.pacing.is_some()
+    }
+
     /// Whether more messages may start (a `-d` session keeps its
     /// connection only then).
     pub fn open(&self) -> bool {

@@ -17,6 +17,8 @@ use crate::measure::recorder::Phase;
 use crate::measure::source_side::{Hooks as _, Probe};
 use crate::proto::reply::{Event, ReplyParser};
 
+use crate::tls::MaybeTls;
+
 use super::message::errno_text;
 use super::net::{self, ConnectError, Stream};
 use super::Shared;
@@ -33,11 +35,17 @@ const WRITE_SLICE: usize = 1 << 20;
 /// Pause between connect attempts (Postfix: 10 µs).
 const RETRY_PAUSE: Duration = Duration::from_micros(10);
 
+pub(super) mod esmtp;
+
 /// What the session was doing when an I/O failure happened (spec 10).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ctx {
     Greeting,
     Helo,
+    /// ESMTP path only (issue #7).
+    Ehlo,
+    Starttls,
+    Auth,
     Mail,
     Rcpt,
     Data,
@@ -54,7 +62,8 @@ enum Next {
 }
 
 struct Conn {
-    io: Connection<Stream>,
+    /// Plain unless the ESMTP path started TLS.
+    io: Connection<MaybeTls<Stream>>,
     fd: i32,
     /// Input disabled by the over-long reply rule: every read is EOF.
     disabled: bool,
@@ -70,6 +79,8 @@ pub(crate) struct Session {
     /// The number used in this session's last numbered RCPT.
     last_rcpt: i32,
     rng: Option<SmallRng>,
+    /// ESMTP path state (empty unless an extension option is on).
+    esmtp: esmtp::State,
     /// Measurement hooks (issue #6); `None` unless the run records.
     probe: Option<Box<Probe>>,
 }
@@ -93,6 +104,7 @@ impl Session {
             parser: ReplyParser::new(),
             last_rcpt: 0,
             rng,
+            esmtp: esmtp::State::default(),
             probe,
         }
     }
@@ -100,9 +112,13 @@ impl Session {
     /// Run messages until the shared pool is empty. `first` is the outcome
     /// of the start-up check (done in session order by the caller).
     pub(crate) async fn run(mut self, first: bool) -> Result<()> {
+        if self.shared.esmtp.is_some() {
+            return self.run_esmtp(first).await;
+        }
         let mut go = first;
         while go {
-            if !self.measured_start().await? {
+            if !self.measured_start().await {
+                self.quit_kept().await?;
                 break;
             }
             let res = self.message().await;
@@ -115,24 +131,28 @@ impl Session {
     }
 
     /// Measurements (issue #6): wait for this message's turn under
-    /// `--rate`, and start timing it. False when `--duration` is over; a
-    /// connection kept by `-d` is then ended with QUIT.
-    async fn measured_start(&mut self) -> Result<bool> {
+    /// `--rate`, and start timing it. False when `--duration` is over.
+    async fn measured_start(&mut self) -> bool {
         let shared = Arc::clone(&self.shared);
         let Some(m) = &shared.measure else {
-            return Ok(true);
+            return true;
         };
         let Some(start) = m.next_start().await else {
-            if self.conn.is_some() {
-                self.command(b"QUIT", Ctx::Message).await?;
-                let code = self.reply(Ctx::Message).await?;
-                self.probe.reply(Phase::Quit, code);
-                self.close();
-            }
-            return Ok(false);
+            return false;
         };
         self.probe.begin_message(start);
-        Ok(true)
+        true
+    }
+
+    /// `--duration` is over while `-d` kept the connection: end it with QUIT.
+    async fn quit_kept(&mut self) -> Result<()> {
+        if self.conn.is_some() {
+            self.command(b"QUIT", Ctx::Message).await?;
+            let code = self.reply(Ctx::Message).await?;
+            self.probe.reply(Phase::Quit, code);
+            self.close();
+        }
+        Ok(())
     }
 
     async fn pause(&mut self) {
@@ -154,6 +174,10 @@ impl Session {
             Ctx::Greeting => "reading server greeting",
             Ctx::Helo if self.shared.config.lmtp => "sending LHLO",
             Ctx::Helo => "sending HELO",
+            Ctx::Ehlo if self.shared.config.lmtp => "sending LHLO",
+            Ctx::Ehlo => "sending EHLO",
+            Ctx::Starttls => "sending STARTTLS",
+            Ctx::Auth => "sending AUTH",
             Ctx::Mail => "sending sender",
             Ctx::Rcpt => "sending recipient",
             Ctx::Data => "sending DATA command",
@@ -213,7 +237,7 @@ impl Session {
         self.parser.reset();
         self.conn = Some(Conn {
             fd: stream.fd(),
-            io: Connection::new(stream, READ_CHUNK),
+            io: Connection::new(MaybeTls::Plain(stream), READ_CHUNK),
             disabled: false,
         });
         Ok(())

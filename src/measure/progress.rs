@@ -77,11 +77,11 @@ impl Live {
         }
     }
 
-    /// A message was accepted after `latency`.
+    /// A message was accepted after `us` microseconds.
     #[inline]
-    pub fn accepted(&self, latency: Duration) {
+    pub fn accepted(&self, us: u64) {
         self.accepted.fetch_add(1, Ordering::Relaxed);
-        self.buckets[bucket(hist::micros(latency))].fetch_add(1, Ordering::Relaxed);
+        self.buckets[bucket(us)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// A message ended without acceptance.
@@ -247,10 +247,10 @@ mod tests {
         let a = Live::new();
         let b = Live::new();
         for _ in 0..98 {
-            a.accepted(Duration::from_micros(1_000));
+            a.accepted(1_000);
         }
-        b.accepted(Duration::from_micros(50_000));
-        b.accepted(Duration::from_micros(60_000));
+        b.accepted(50_000);
+        b.accepted(60_000);
         b.error();
         let snap = Snapshot::take([&a, &b]);
         assert_eq!((snap.accepted, snap.errors), (100, 1));
@@ -273,7 +273,7 @@ mod tests {
             tokio::time::advance(REFRESH).await;
             if tick <= 8 {
                 for _ in 0..25 {
-                    live.accepted(Duration::from_millis(2));
+                    live.accepted(2_000);
                 }
             }
             statuses.push(meter.tick(Instant::now(), Snapshot::take([&live])));

@@ -7,7 +7,7 @@
 //! are merged once at the end into a [`Report`](super::report::Report).
 //!
 //! The timing rules (what each phase measures) live here, as plain methods
-//! taking the current [`Instant`], so they are unit tested without sockets:
+//! taking the current [`Tick`], so they are unit tested without sockets:
 //! * `connect`: from asking for a connection (the connect queue wait
 //!   included, as Postfix serialises connects) to the connected socket;
 //! * `banner`: from the connected socket to the complete greeting;
@@ -16,13 +16,39 @@
 //! * `dot`: from the write of the content and `.` to each end-of-data reply;
 //! * `message`: from the message's start (its *intended* start under
 //!   `--rate`, see [`super::rate`]) to the first 2xx end-of-data reply.
+//!
+//! A session writes its next command right after it has read a reply, so
+//! the time of that reply is also the start of the next step: one clock
+//! read per reply, plus one per message start and per connect, is all the
+//! hot path pays (a command's own formatting, nanoseconds, is counted with
+//! its reply). Times are plain nanosecond counts of the monotonic clock
+//! ([`tick`]): a difference is one subtraction.
 
 use std::sync::mpsc::Sender;
 
-use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
-
 use super::hist::{self, SessionHist};
+use serde::{Deserialize, Serialize};
+
+/// A point in time: nanoseconds of `CLOCK_MONOTONIC` (the clock behind
+/// `std::time::Instant` on Linux).
+pub type Tick = u64;
+
+/// Now, as a [`Tick`].
+#[inline]
+pub fn tick() -> Tick {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always
+    // exists on Linux, so the call cannot fail.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+    }
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
+}
 
 /// A measured step of the dialogue. Reply codes are counted per phase too
 /// (all but `Connect` and `Message`).
@@ -220,9 +246,9 @@ pub struct Recorder {
     /// phases a run never uses cost nothing.
     pub latency: [Option<SessionHist>; Phase::COUNT],
     /// Start of the step being timed (connect request, command write).
-    mark: Instant,
+    mark: Tick,
     /// Start of the current message (intended start under `--rate`).
-    message_start: Instant,
+    message_start: Tick,
     /// The current message got its 2xx end-of-data reply.
     accepted: bool,
     /// Set while a message is in progress.
@@ -231,7 +257,7 @@ pub struct Recorder {
 
 impl Recorder {
     /// A recorder for one session (counts itself as one session).
-    pub fn new(now: Instant) -> Recorder {
+    pub fn new(now: Tick) -> Recorder {
         Recorder {
             counters: Counters {
                 sessions: 1,
@@ -246,12 +272,13 @@ impl Recorder {
         }
     }
 
-    /// A message starts; `start` is when it should have started (its
-    /// intended time under `--rate`, else now).
+    /// A message starts `now`; `start` is when it should have started (its
+    /// intended time under `--rate`, else `now`).
     #[inline]
-    pub fn begin_message(&mut self, start: Instant) {
+    pub fn begin_message(&mut self, start: Tick, now: Tick) {
         self.counters.attempted += 1;
         self.message_start = start;
+        self.mark = now;
         self.accepted = false;
         self.in_message = true;
     }
@@ -274,7 +301,7 @@ impl Recorder {
 
     /// Start timing a step (a connect request, a command write).
     #[inline]
-    pub fn mark(&mut self, now: Instant) {
+    pub fn mark(&mut self, now: Tick) {
         self.mark = now;
     }
 
@@ -287,7 +314,7 @@ impl Recorder {
     /// The connection is up: records the connect time and starts timing the
     /// banner.
     #[inline]
-    pub fn connected(&mut self, now: Instant) {
+    pub fn connected(&mut self, now: Tick) {
         self.counters.connects += 1;
         self.record(Phase::Connect, self.mark, now);
         self.mark = now;
@@ -299,12 +326,14 @@ impl Recorder {
         self.counters.bytes_sent += n as u64;
     }
 
-    /// A complete reply with `code` arrived for `phase`.
+    /// A complete reply with `code` arrived for `phase` at `now`, which
+    /// also starts the next step.
     #[inline]
-    pub fn reply(&mut self, phase: Phase, code: u32, now: Instant) {
+    pub fn reply(&mut self, phase: Phase, code: u32, now: Tick) {
         let i = phase.index();
         self.replies[i].add(code);
         self.record(phase, self.mark, now);
+        self.mark = now;
         let ok = code / 100 == 2;
         match phase {
             Phase::Rcpt => {
@@ -321,8 +350,8 @@ impl Recorder {
     }
 
     #[inline]
-    fn record(&mut self, phase: Phase, from: Instant, to: Instant) {
-        let us = hist::micros(to.saturating_duration_since(from));
+    fn record(&mut self, phase: Phase, from: Tick, to: Tick) {
+        let us = to.saturating_sub(from) / 1000;
         let h = self.latency[phase.index()].get_or_insert_with(hist::new_session);
         hist::record(h, us);
     }
@@ -376,7 +405,6 @@ impl Drop for Handle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     /// The largest value of a phase, as the value recorded (histograms
     /// report the top of its bucket).
@@ -389,8 +417,8 @@ mod tests {
         r.latency(p).map_or(0, |h| h.lowest_equivalent(us))
     }
 
-    fn at(start: Instant, ms: u64) -> Instant {
-        start + Duration::from_millis(ms)
+    fn at(start: Tick, ms: u64) -> Tick {
+        start + ms * 1_000_000
     }
 
     #[test]
@@ -423,9 +451,9 @@ mod tests {
 
     #[test]
     fn one_smtp_message_timeline() {
-        let t0 = Instant::now();
+        let t0 = tick();
         let mut r = Recorder::new(t0);
-        r.begin_message(t0);
+        r.begin_message(t0, t0);
         r.mark(t0);
         r.connected(at(t0, 2));
         r.reply(Phase::Banner, 220, at(t0, 3));
@@ -470,11 +498,10 @@ mod tests {
 
     #[test]
     fn message_latency_counts_from_the_intended_start() {
-        let t0 = Instant::now();
+        let t0 = tick();
         let mut r = Recorder::new(t0);
         // Intended at t0, actually started 500 ms late.
-        r.begin_message(t0);
-        r.mark(at(t0, 500));
+        r.begin_message(t0, at(t0, 500));
         r.reply(Phase::Dot, 250, at(t0, 510));
         r.end_message(true);
         let max = |p: Phase| max_us(&r, p);
@@ -484,18 +511,18 @@ mod tests {
 
     #[test]
     fn outcomes_rejected_failed_and_lmtp_first_accept() {
-        let t0 = Instant::now();
+        let t0 = tick();
         let mut r = Recorder::new(t0);
         // Rejected at MAIL under -A.
-        r.begin_message(t0);
+        r.begin_message(t0, t0);
         r.reply(Phase::Mail, 550, t0);
         r.reply(Phase::Rset, 250, t0);
         r.end_message(true);
         // Lost connection.
-        r.begin_message(t0);
+        r.begin_message(t0, t0);
         r.end_message(false);
         // LMTP: two replies, the first 2xx accepts once.
-        r.begin_message(t0);
+        r.begin_message(t0, t0);
         r.reply(Phase::Dot, 250, at(t0, 1));
         r.reply(Phase::Dot, 452, at(t0, 2));
         assert!(r.accepted());
@@ -512,9 +539,25 @@ mod tests {
     }
 
     #[test]
+    fn ticks_follow_the_monotonic_clock() {
+        let a = tick();
+        let i = std::time::Instant::now();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let b = tick();
+        let elapsed = i.elapsed().as_nanos() as u64;
+        assert!(b - a >= 20_000_000);
+        // Same clock as Instant: the two intervals agree closely.
+        assert!(
+            (b - a).abs_diff(elapsed) < 5_000_000,
+            "{} vs {elapsed}",
+            b - a
+        );
+    }
+
+    #[test]
     fn handle_delivers_on_drop() {
         let (tx, rx) = std::sync::mpsc::channel();
-        let mut h = Handle::new(Recorder::new(Instant::now()), tx);
+        let mut h = Handle::new(Recorder::new(tick()), tx);
         h.get().sent(5);
         assert!(rx.try_recv().is_err());
         drop(h);

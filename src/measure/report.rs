@@ -364,20 +364,20 @@ struct ReportJson {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::time::Instant;
+    use crate::measure::recorder::tick;
 
     /// A session that sent `n` messages, each phase taking `step` ms.
     fn session(n: u64, step: u64, dot_code: u32) -> Recorder {
-        let t0 = Instant::now();
+        let t0 = tick();
         let mut r = Recorder::new(t0);
         let mut t = t0;
         let mut tick = |ms: u64| {
-            t += Duration::from_millis(ms);
+            t += ms * 1_000_000;
             t
         };
         for _ in 0..n {
             let start = tick(0);
-            r.begin_message(start);
+            r.begin_message(start, start);
             r.mark(start);
             r.connected(tick(step));
             r.reply(Phase::Banner, 220, tick(step));
@@ -389,7 +389,6 @@ mod tests {
                 (Phase::Dot, dot_code),
                 (Phase::Quit, 221),
             ] {
-                r.mark(tick(0));
                 r.sent(100);
                 r.reply(phase, code, tick(step));
             }

@@ -17,7 +17,7 @@ use super::options::{JsonOut, ProgressMode, SourceOptions};
 use super::output::{errno_text, print_stderr, write_json};
 use super::progress::{self, Live, Meter, Snapshot};
 use super::rate::Pacing;
-use super::recorder::{Handle, Phase, Recorder};
+use super::recorder::{tick, Handle, Phase, Recorder, Tick};
 use super::report::Report;
 use super::track::{self, Stamper};
 use crate::diag::{self, Error, Result};
@@ -77,7 +77,7 @@ impl SourceMeasure {
             }
             live
         });
-        let now = Instant::now();
+        let now = tick();
         Some(Box::new(Probe {
             rec: Handle::new(Recorder::new(now), self.tx.clone()),
             live,
@@ -85,13 +85,23 @@ impl SourceMeasure {
         }))
     }
 
-    /// Wait for a session's next message start (see [`Pacing::next`]):
-    /// its intended start, or `None` when `--duration` is over.
-    pub async fn next_start(&self) -> Option<Instant> {
-        match &self.pacing {
-            Some(p) => p.next().await,
-            None => Some(Instant::now()),
-        }
+    /// Wait for a session's next message start (see [`Pacing::next`]),
+    /// or `None` when `--duration` is over.
+    pub async fn next_start(&self) -> Option<Start> {
+        let Some(pacing) = &self.pacing else {
+            let now = tick();
+            return Some(Start { intended: now, now });
+        };
+        let intended = pacing.next().await?;
+        // The schedule runs on tokio's clock; the recorders on ticks of the
+        // same monotonic clock: carry over how late this start is.
+        let late = Instant::now().saturating_duration_since(intended);
+        let now = tick();
+        let late = u64::try_from(late.as_nanos()).unwrap_or(u64::MAX);
+        Some(Start {
+            intended: now.saturating_sub(late),
+            now,
+        })
     }
 
     /// Whether `--rate` or `--duration` schedules the messages (a session
@@ -201,6 +211,15 @@ impl SourceMeasure {
     }
 }
 
+/// When a message starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Start {
+    /// Its scheduled start (`--rate`), else `now`.
+    pub intended: Tick,
+    /// Now.
+    pub now: Tick,
+}
+
 /// The running `--progress` task.
 #[derive(Debug)]
 pub struct ProgressTask {
@@ -225,15 +244,15 @@ impl ProgressTask {
 pub struct Probe {
     rec: Handle,
     live: Option<Arc<Live>>,
-    start: Instant,
+    start: Tick,
 }
 
 impl Probe {
-    /// A message starts; `intended` is its scheduled start.
+    /// A message starts.
     #[inline]
-    pub fn begin_message(&mut self, intended: Instant) {
-        self.start = intended;
-        self.rec.get().begin_message(intended);
+    pub fn begin_message(&mut self, start: Start) {
+        self.start = start.intended;
+        self.rec.get().begin_message(start.intended, start.now);
     }
 
     /// The message is over; `ok` false when a fatal error cut it short.
@@ -248,10 +267,11 @@ impl Probe {
         rec.end_message(ok);
     }
 
-    /// A timed step (connect, command write) starts now.
+    /// A timed step that does not follow a reply (a connect, a QUIT after
+    /// waiting) starts now.
     #[inline]
     pub fn mark(&mut self) {
-        self.rec.get().mark(Instant::now());
+        self.rec.get().mark(tick());
     }
 
     /// A connect attempt failed.
@@ -263,7 +283,7 @@ impl Probe {
     /// Connected.
     #[inline]
     pub fn connected(&mut self) {
-        self.rec.get().connected(Instant::now());
+        self.rec.get().connected(tick());
     }
 
     /// `n` bytes written.
@@ -275,13 +295,13 @@ impl Probe {
     /// A complete reply for `phase`.
     #[inline]
     pub fn reply(&mut self, phase: Phase, code: u32) {
-        let now = Instant::now();
+        let now = tick();
         let rec = self.rec.get();
         let before = rec.accepted();
         rec.reply(phase, code, now);
         if !before && rec.accepted() {
             if let Some(live) = &self.live {
-                live.accepted(now.saturating_duration_since(self.start));
+                live.accepted(now.saturating_sub(self.start) / 1000);
             }
         }
     }
@@ -292,7 +312,7 @@ impl Probe {
 /// path.
 pub trait Hooks {
     /// See [`Probe::begin_message`].
-    fn begin_message(&mut self, intended: Instant);
+    fn begin_message(&mut self, start: Start);
     /// See [`Probe::end_message`].
     fn end_message(&mut self, ok: bool);
     /// See [`Probe::mark`].
@@ -301,9 +321,6 @@ pub trait Hooks {
     fn connect_failed(&mut self);
     /// See [`Probe::connected`].
     fn connected(&mut self);
-    /// `n` bytes are about to be written for a command: count them and
-    /// start timing its reply.
-    fn sending(&mut self, n: usize);
     /// See [`Probe::sent`].
     fn sent(&mut self, n: usize);
     /// See [`Probe::reply`].
@@ -312,9 +329,9 @@ pub trait Hooks {
 
 impl Hooks for Option<Box<Probe>> {
     #[inline]
-    fn begin_message(&mut self, intended: Instant) {
+    fn begin_message(&mut self, start: Start) {
         if let Some(p) = self {
-            p.begin_message(intended);
+            p.begin_message(start);
         }
     }
     #[inline]
@@ -339,13 +356,6 @@ impl Hooks for Option<Box<Probe>> {
     fn connected(&mut self) {
         if let Some(p) = self {
             p.connected();
-        }
-    }
-    #[inline]
-    fn sending(&mut self, n: usize) {
-        if let Some(p) = self {
-            p.sent(n);
-            p.mark();
         }
     }
     #[inline]
@@ -420,12 +430,11 @@ mod tests {
         let mut a = m.probe().expect("probe");
         let mut b = m.probe().expect("probe");
         for p in [&mut a, &mut b] {
-            let t = m.next_start().await.expect("start");
-            p.begin_message(t);
+            let start = m.next_start().await.expect("start");
+            p.begin_message(start);
             p.mark();
             p.connected();
             p.reply(Phase::Banner, 220);
-            p.mark();
             p.sent(10);
             p.reply(Phase::Dot, 250);
         }
@@ -442,6 +451,22 @@ mod tests {
         assert!(report.incomplete);
         assert_eq!(report.protocol, "LMTP");
         assert_eq!(report.run_ids, [track::run_id_text(m.run_id())]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_late_start_keeps_its_intended_time() {
+        let m = SourceMeasure::new(&opts(|o| o.rate = Some(10.0)), false).expect("measure");
+        let first = m.next_start().await.expect("ticket 0");
+        assert_eq!(first.intended, first.now);
+        // The session was busy for 300 ms: ticket 1 was due at 100 ms.
+        tokio::time::advance(std::time::Duration::from_millis(300)).await;
+        let late = m.next_start().await.expect("ticket 1");
+        assert_eq!(late.now - late.intended, 200_000_000);
+        // Ticket 2 (due at 200 ms) is late by 100 ms; ticket 3 is on time.
+        let t2 = m.next_start().await.expect("ticket 2");
+        assert_eq!(t2.now - t2.intended, 100_000_000);
+        let t3 = m.next_start().await.expect("ticket 3");
+        assert_eq!(t3.now - t3.intended, 0);
     }
 
     #[test]

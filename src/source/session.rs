@@ -147,6 +147,7 @@ impl Session {
     /// `--duration` is over while `-d` kept the connection: end it with QUIT.
     async fn quit_kept(&mut self) -> Result<()> {
         if self.conn.is_some() {
+            self.probe.mark();
             self.command(b"QUIT", Ctx::Message).await?;
             let code = self.reply(Ctx::Message).await?;
             self.probe.reply(Phase::Quit, code);
@@ -255,7 +256,7 @@ impl Session {
         let limit = self.shared.config.io_timeout;
         if self.probe.is_some() {
             let n = self.conn(ctx)?.io.write_buf().len();
-            self.probe.sending(n);
+            self.probe.sent(n);
         }
         let conn = self.conn(ctx)?;
         if verbose {
@@ -468,7 +469,6 @@ impl Session {
         if config.verbose > 0 {
             diag::info(".");
         }
-        self.probe.mark();
         let conn = self.conn(Ctx::Message)?;
         let fd = conn.fd;
         shared.template.write_headers(

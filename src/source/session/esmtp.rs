@@ -253,6 +253,7 @@ impl Session {
         // A connection kept for a message that another session took in
         // the meantime: end it properly.
         if self.conn.is_some() {
+            self.probe.mark();
             self.quit().await?;
         }
         Ok(())
@@ -279,7 +280,7 @@ impl Session {
         let limit = self.shared.config.io_timeout;
         if self.probe.is_some() {
             let n = self.conn(ctx)?.io.write_buf().len();
-            self.probe.sending(n);
+            self.probe.sent(n);
         }
         let conn = self.conn(ctx)?;
         match tokio::time::timeout(limit, conn.io.flush()).await {
@@ -628,7 +629,6 @@ impl Session {
         extra: impl Iterator<Item = &'a [u8]>,
     ) -> Result<()> {
         let limit = self.shared.config.io_timeout;
-        self.probe.mark();
         let mut bytes = 0;
         let extra = extra.inspect(|part| bytes += part.len());
         let conn = self.conn(ctx)?;

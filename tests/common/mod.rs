@@ -446,3 +446,4 @@ pub fn tempdir() -> tempfile::TempDir {
 pub mod capture;
 pub mod mta;
 pub mod sink;
+pub mod tls;

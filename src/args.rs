@@ -37,12 +37,15 @@ pub struct ShortOpt {
     pub help: &'static str,
 }
 
-/// One long-only option (`--report`, `--json PATH`).
+/// One long-only option (`--report`, `--json PATH`, `--bdat[=SIZE]`).
 #[derive(Debug, Clone, Copy)]
 pub struct LongOpt {
     /// The name without the leading `--`.
     pub name: &'static str,
-    /// Value name for `--help`, or `None` for a flag.
+    /// Value name for `--help`, or `None` for a flag. A name in brackets
+    /// (`Some("[SIZE]")`) makes the value optional: it can only be attached
+    /// with `=` (`--bdat=4096`), and a bare `--bdat` gives an occurrence
+    /// whose value is `None`.
     pub value: Option<&'static str>,
     /// One-line description for `--help`.
     pub help: &'static str,
@@ -107,6 +110,14 @@ pub enum Parsed {
 }
 
 const OPERANDS_ID: &str = "\u{0}operands";
+/// What clap stores for an optional long value that was not given: argv
+/// strings cannot contain NUL, so no command line can produce it.
+const MISSING_VALUE: &str = "\u{0}";
+
+/// The value name of an optional-value long option (`[SIZE]` → `SIZE`).
+fn optional_value(name: &str) -> Option<&str> {
+    name.strip_prefix('[')?.strip_suffix(']')
+}
 const HELP_ID: &str = "\u{0}help";
 const VERSION_ID: &str = "\u{0}version";
 
@@ -160,6 +171,15 @@ fn command(spec: &ToolSpec) -> Command {
     for opt in spec.longs {
         let mut arg = Arg::new(opt.name).long(opt.name).help(opt.help);
         arg = match opt.value {
+            // `--name[=VALUE]` (clap: 0..=1 values, `=` required).
+            Some(name) if optional_value(name).is_some() => arg
+                .value_name(optional_value(name).unwrap_or(name))
+                .num_args(0..=1)
+                .require_equals(true)
+                .default_missing_value(MISSING_VALUE)
+                .allow_hyphen_values(true)
+                .action(ArgAction::Append)
+                .value_parser(clap::builder::OsStringValueParser::new()),
             Some(name) => arg
                 .value_name(name)
                 .num_args(1)
@@ -251,13 +271,8 @@ fn collect(
     if takes_value {
         let values = matches.get_many::<OsString>(id).into_iter().flatten();
         for (index, value) in indices.zip(values) {
-            out.push((
-                index,
-                Occurrence {
-                    key,
-                    value: Some(value.clone()),
-                },
-            ));
+            let value = (value != MISSING_VALUE).then(|| value.clone());
+            out.push((index, Occurrence { key, value }));
         }
     } else {
         for index in indices {
@@ -367,6 +382,11 @@ mod tests {
             value: Some("PATH"),
             help: "json",
         },
+        LongOpt {
+            name: "bdat",
+            value: Some("[SIZE]"),
+            help: "chunks",
+        },
     ];
     const SPEC: ToolSpec = ToolSpec {
         name: "tool",
@@ -471,6 +491,52 @@ mod tests {
         ] {
             assert_eq!(run(&argv), Err(Error::Usage), "argv {argv:?}");
         }
+    }
+
+    #[test]
+    fn optional_long_value() {
+        let argv = |v: &[&str]| -> Vec<OsString> {
+            std::iter::once("tool")
+                .chain(v.iter().copied())
+                .map(OsString::from)
+                .collect()
+        };
+        type Case = (
+            Vec<&'static str>,
+            Vec<Option<&'static str>>,
+            Vec<&'static str>,
+        );
+        let cases: Vec<Case> = vec![
+            (vec!["--bdat", "host"], vec![None], vec!["host"]),
+            (
+                vec!["--bdat=4096", "host"],
+                vec![Some("4096")],
+                vec!["host"],
+            ),
+            (vec!["--bdat=", "host"], vec![Some("")], vec!["host"]),
+            (vec!["--bdat=-1", "host"], vec![Some("-1")], vec!["host"]),
+            (
+                vec!["--bdat", "--bdat=7", "-c", "host"],
+                vec![None, Some("7"), None],
+                vec!["host"],
+            ),
+            // The value is never taken from the next argument.
+            (vec!["--bdat", "4096"], vec![None], vec!["4096"]),
+        ];
+        for (args, want, want_operands) in cases {
+            let Parsed::Run { opts, operands } = parse(&SPEC, &argv(&args)).unwrap() else {
+                panic!("{args:?}");
+            };
+            let got: Vec<Option<&str>> = opts
+                .iter()
+                .map(|o| o.value.as_ref().map(|v| v.to_str().unwrap()))
+                .collect();
+            assert_eq!(got, want, "{args:?}");
+            let got: Vec<&str> = operands.iter().map(|o| o.to_str().unwrap()).collect();
+            assert_eq!(got, want_operands, "{args:?}");
+        }
+        let text = help_text(&SPEC);
+        assert!(text.contains("--bdat[=<SIZE>]"), "{text}");
     }
 
     #[test]

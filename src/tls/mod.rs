@@ -14,6 +14,7 @@
 //! is a protocol rule and lives in [`crate::proto::starttls`]; this module
 //! only moves bytes.
 
+pub mod client;
 pub mod server;
 
 use std::fmt;

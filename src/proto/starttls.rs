@@ -148,13 +148,7 @@ mod tests {
                     lines: 1,
                 },
             ),
-            (
-                b"A\r\nB\nC\r\nD",
-                Discarded {
-                    bytes: 9,
-                    lines: 2,
-                },
-            ),
+            (b"A\r\nB\nC\r\nD", Discarded { bytes: 9, lines: 2 }),
             (b"\n\r\n", Discarded { bytes: 3, lines: 1 }),
         ];
         for (pending, want) in cases {

@@ -16,7 +16,7 @@ use common::sink::{files_in, mask_dump, shared_tempdir, start_at, Sink};
 use common::{our_sink, postfix_or_skip, POSTFIX_SINK};
 
 /// How long the peer must stay silent before a step's output is complete.
-const QUIET: Duration = Duration::from_millis(150);
+const QUIET: Duration = Duration::from_millis(300);
 
 fn postfix(test: &str) -> Option<PathBuf> {
     postfix_or_skip(POSTFIX_SINK, test)
@@ -152,7 +152,9 @@ fn over_long_line() {
 
 #[test]
 fn greetings_and_ehlo_switches() {
-    let probe: &[&[&[u8]]] = &[&[b"EHLO x\r\n", b"HELO x\r\n", b"LHLO x\r\n", b"QUIT\r\n"]];
+    let probe: &'static [&'static [&'static [u8]]] =
+        &[&[b"EHLO x\r\n", b"HELO x\r\n", b"LHLO x\r\n", b"QUIT\r\n"]];
+    let mut threads = Vec::new();
     for args in [
         &["-e"][..],
         &["-P"],
@@ -162,7 +164,12 @@ fn greetings_and_ehlo_switches() {
         &["-8", "-a", "-C", "-E", "-F", "-N", "-p"],
         &["-C", "-F"],
     ] {
-        compare("greetings_and_ehlo_switches", args, probe);
+        threads.push(std::thread::spawn(move || {
+            compare("greetings_and_ehlo_switches", args, probe);
+        }));
+    }
+    for t in threads {
+        t.join().expect("greetings case");
     }
 }
 
@@ -193,7 +200,7 @@ fn lmtp() {
 
 #[test]
 fn failure_injection() {
-    let tx: &[&[u8]] = &[
+    let tx: &'static [&'static [u8]] = &[
         b"EHLO x\r\n",
         b"MAIL FROM:<a>\r\n",
         b"RCPT TO:<b>\r\n",
@@ -203,6 +210,8 @@ fn failure_injection() {
         b"VRFY x\r\n",
         b"QUIT\r\n",
     ];
+    // Mostly waiting for quiet periods: run the option sets in parallel.
+    let mut threads = Vec::new();
     for args in [
         &["-f", "MAIL,Rcpt"][..],
         &["-b", "421-custom", "-r", "noop"],
@@ -221,7 +230,12 @@ fn failure_injection() {
         &["-A", "0"],
         &["-f", ""],
     ] {
-        compare("failure_injection", args, &[tx]);
+        threads.push(std::thread::spawn(move || {
+            compare("failure_injection", args, &[tx]);
+        }));
+    }
+    for t in threads {
+        t.join().expect("failure_injection case");
     }
     compare(
         "failure_injection",

@@ -256,3 +256,17 @@ fn unwritable_dump_is_fatal() {
         )
     );
 }
+
+#[test]
+fn ids_are_os_seeded_s7() {
+    // S7: two sinks started in the same second still draw different ids.
+    let (d1, d2) = (shared_tempdir(), shared_tempdir());
+    let s1 = ours_in(&["-d", "x."], d1.path());
+    let s2 = ours_in(&["-d", "x."], d2.path());
+    for s in [&s1, &s2] {
+        converse(s.addr, b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\n.\r\n", 4);
+    }
+    let (f1, f2) = (files_in(d1.path()), files_in(d2.path()));
+    assert_eq!((f1.len(), f2.len()), (1, 1));
+    assert_ne!(f1[0].file_name(), f2[0].file_name());
+}

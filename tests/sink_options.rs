@@ -235,3 +235,58 @@ fn concurrency_cap() {
     assert_eq!(first.read_to_eof(), b"221 Bye\r\n");
     assert_eq!(second.reply(), b"220 smtp-sink ESMTP\r\n");
 }
+
+#[test]
+fn verbose_lines() {
+    let sink = ours(&["-v"]);
+    let mut c = Client::connect(sink.addr);
+    c.reply();
+    c.send(b"  \x01noop\r\nQUIT\r\n");
+    c.read_to_eof();
+    std::thread::sleep(Duration::from_millis(200));
+    let err = sink.kill().stderr_text();
+    let port = err
+        .lines()
+        .nth(1)
+        .and_then(|l| l.rsplit(':').next())
+        .unwrap_or("?")
+        .to_string();
+    assert_eq!(
+        err,
+        format!(
+            "smtp-sink: name_mask: all\nsmtp-sink: trying... [127.0.0.1]:{port}\n\
+             smtp-sink: connect (AF_INET 127.0.0.1)\nsmtp-sink:   ?noop\nsmtp-sink: QUIT\n\
+             smtp-sink: disconnect\n"
+        )
+    );
+}
+
+#[test]
+fn many_concurrent_sessions() {
+    // 300 clients at once, each with a whole transaction; -T on the listener.
+    let sink = ours(&["-c", "-m", "1000", "-T", "65536"]);
+    let addr = sink.addr;
+    let threads: Vec<_> = (0..300)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                c.reply();
+                c.send(b"EHLO x\r\nMAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\nhi\r\n.\r\nQUIT\r\n");
+                c.read_to_eof()
+            })
+        })
+        .collect();
+    for t in threads {
+        let got = t.join().expect("client");
+        assert!(
+            got.ends_with(b"354 End data with <CR><LF>.<CR><LF>\r\n250 2.0.0 Ok\r\n221 Bye\r\n")
+        );
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let out = sink.kill();
+    assert!(
+        out.stdout_text().ends_with("sess=300 quit=300 mesg=300\r"),
+        "{}",
+        out.stdout_text()
+    );
+}

@@ -457,3 +457,17 @@ fn counter_has_no_final_newline_on_fatal() {
         "smtp-source: fatal: sender rejected: 550 no\n"
     );
 }
+
+#[test]
+fn verbose_reports_eof_before_the_fatal() {
+    let (out, _) = run_with(&["-v"], banner(), false, on("MAIL", Action::Close));
+    assert_eq!(out.code(), Some(1));
+    assert!(
+        out.stderr_text().ends_with(
+            "smtp-source: MAIL FROM:<foo@vm>\nsmtp-source: smtp_get: EOF\n\
+smtp-source: fatal: lost connection while sending sender\n"
+        ),
+        "{}",
+        out.stderr_text()
+    );
+}

@@ -410,3 +410,25 @@ fn body_larger_than_one_write_slice() {
     assert_eq!(lines, len / 80 + 1);
     assert!(t[0].ends_with(b"\r\n.\r\nQUIT\r\n"));
 }
+
+#[test]
+fn non_utf8_arguments_go_on_the_wire_verbatim() {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStringExt;
+    let cap = Capture::default_smtp();
+    let args: Vec<OsString> = vec![
+        "-v".into(),
+        "-M".into(),
+        "vm".into(),
+        "-f".into(),
+        OsString::from_vec(b"\xff\xfe@x".to_vec()),
+        cap.endpoint().into(),
+    ];
+    let out = common::run(&our_source(), "smtp-source", &args);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr_text());
+    let t = &cap.transcripts()[0];
+    assert!(t.windows(18).any(|w| w == b"MAIL FROM:<\xff\xfe@x>\r\n"));
+    assert!(out
+        .stderr_text()
+        .contains("smtp-source: MAIL FROM:<??@x>\n"));
+}

@@ -132,6 +132,12 @@ fn cli() -> clap::Command {
                 .help("Time limit of every single run"),
         )
         .arg(
+            Arg::new("render")
+                .long("render")
+                .value_name("JSON")
+                .help("Run nothing: print the Markdown report of a JSON file written by --json"),
+        )
+        .arg(
             Arg::new("no-build")
                 .long("no-build")
                 .action(ArgAction::SetTrue)
@@ -142,6 +148,10 @@ fn cli() -> clap::Command {
 fn real_main() -> Result<ExitCode, String> {
     let argv: Vec<OsString> = std::env::args_os().collect();
     let m = cli().get_matches_from(&argv);
+    if let Some(path) = m.get_one::<String>("render") {
+        print!("{}", render_saved(Path::new(path))?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let scale = if m.get_flag("quick") {
         10
     } else {
@@ -260,6 +270,44 @@ fn real_main() -> Result<ExitCode, String> {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Re-render the report of a `--json` file (e.g. after a change of the
+/// report format, without re-running an hour of benchmarks).
+fn render_saved(path: &Path) -> Result<String, String> {
+    #[derive(serde::Deserialize)]
+    struct Saved {
+        header: Vec<String>,
+        rounds: u32,
+        scale: u64,
+        workloads: Vec<SavedWorkload>,
+        runs: Vec<RunSample>,
+        idle: Vec<IdleSample>,
+    }
+    #[derive(serde::Deserialize)]
+    struct SavedWorkload {
+        name: String,
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let saved: Saved =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let workloads = saved
+        .workloads
+        .iter()
+        .map(|w| {
+            model::workload(&w.name)
+                .map(|w| w.scaled(saved.scale))
+                .ok_or_else(|| format!("{}: unknown workload {}", path.display(), w.name))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(model::render_markdown(&Report {
+        header: saved.header,
+        workloads: &workloads,
+        rounds: saved.rounds,
+        runs: &saved.runs,
+        idle: &saved.idle,
+        scaled: saved.scale != 1,
+    }))
 }
 
 // ---------------------------------------------------------------------------

@@ -5,7 +5,7 @@
 //! of it is unit tested below (`cargo test --example bench`, also run by a
 //! plain `cargo test` because the example is declared with `test = true`).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 
@@ -14,7 +14,7 @@ use std::fmt::{self, Write as _};
 // ---------------------------------------------------------------------------
 
 /// Whose binary plays a role.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Side {
     Postfix,
@@ -349,7 +349,7 @@ pub fn count_tcp_listeners(proc_net_tcp: &str, port: u16) -> usize {
 // ---------------------------------------------------------------------------
 
 /// How one run ended.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Ok,
@@ -388,7 +388,7 @@ impl Outcome {
 }
 
 /// One source run against one sink.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunSample {
     pub workload: String,
     pub round: u32,
@@ -423,7 +423,7 @@ impl RunSample {
 }
 
 /// One idle-memory measurement of one sink.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct IdleSample {
     pub workload: String,
     pub round: u32,
@@ -512,68 +512,74 @@ pub fn failure_counts<'a>(
 // ---------------------------------------------------------------------------
 
 /// A ratio ours/Postfix between two cells of the same round.
+///
+/// The targets are defined against the Postfix counterpart
+/// (`SinkCpu`, `SourceWall`, `SourceCpu`, `PairRate`). The `…Ours…` variants
+/// show the same comparison with our program as the counterpart: when the
+/// Postfix sink is the bottleneck, a faster source cannot shorten the wall
+/// time against it, but it can against our sink.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RatioKind {
     /// Sink CPU, ours-sink / Postfix-sink, both fed by the Postfix source.
     SinkCpu,
+    /// Sink CPU, ours-sink / Postfix-sink, both fed by our source.
+    SinkCpuOursSource,
     /// Source wall time, ours-source / Postfix-source, both against the Postfix sink.
     SourceWall,
+    /// Source wall time, ours-source / Postfix-source, both against our sink.
+    SourceWallOursSink,
     /// Source CPU (user+sys), ours-source / Postfix-source, Postfix sink.
     SourceCpu,
+    /// Source CPU (user+sys), ours-source / Postfix-source, our sink.
+    SourceCpuOursSink,
     /// msg/s of the all-ours pair / the all-Postfix pair.
     PairRate,
 }
 
-pub const RATIOS: [RatioKind; 4] = [
+pub const RATIOS: [RatioKind; 7] = [
     RatioKind::SinkCpu,
+    RatioKind::SinkCpuOursSource,
     RatioKind::SourceWall,
+    RatioKind::SourceWallOursSink,
     RatioKind::SourceCpu,
+    RatioKind::SourceCpuOursSink,
     RatioKind::PairRate,
 ];
+
+const PP: Cell = CELLS[0];
+const PO: Cell = CELLS[1];
+const OP: Cell = CELLS[2];
+const OO: Cell = CELLS[3];
 
 impl RatioKind {
     pub fn label(self) -> &'static str {
         match self {
             RatioKind::SinkCpu => "sink CPU ours/Postfix (Postfix source)",
+            RatioKind::SinkCpuOursSource => "sink CPU ours/Postfix (our source)",
             RatioKind::SourceWall => "source wall ours/Postfix (Postfix sink)",
+            RatioKind::SourceWallOursSink => "source wall ours/Postfix (our sink)",
             RatioKind::SourceCpu => "source CPU ours/Postfix (Postfix sink)",
+            RatioKind::SourceCpuOursSink => "source CPU ours/Postfix (our sink)",
             RatioKind::PairRate => "msg/s ours pair / Postfix pair",
         }
     }
 
     /// (numerator cell, denominator cell).
     pub fn cells(self) -> (Cell, Cell) {
-        let pp = CELLS[0];
         match self {
-            RatioKind::SinkCpu => (
-                Cell {
-                    source: Side::Postfix,
-                    sink: Side::Ours,
-                },
-                pp,
-            ),
-            RatioKind::SourceWall | RatioKind::SourceCpu => (
-                Cell {
-                    source: Side::Ours,
-                    sink: Side::Postfix,
-                },
-                pp,
-            ),
-            RatioKind::PairRate => (
-                Cell {
-                    source: Side::Ours,
-                    sink: Side::Ours,
-                },
-                pp,
-            ),
+            RatioKind::SinkCpu => (PO, PP),
+            RatioKind::SinkCpuOursSource => (OO, OP),
+            RatioKind::SourceWall | RatioKind::SourceCpu => (OP, PP),
+            RatioKind::SourceWallOursSink | RatioKind::SourceCpuOursSink => (OO, PO),
+            RatioKind::PairRate => (OO, PP),
         }
     }
 
     fn value(self, s: &RunSample) -> Option<f64> {
         match self {
-            RatioKind::SinkCpu => s.sink_cpu_s,
-            RatioKind::SourceWall => s.wall_s,
-            RatioKind::SourceCpu => s.source_cpu_s(),
+            RatioKind::SinkCpu | RatioKind::SinkCpuOursSource => s.sink_cpu_s,
+            RatioKind::SourceWall | RatioKind::SourceWallOursSink => s.wall_s,
+            RatioKind::SourceCpu | RatioKind::SourceCpuOursSink => s.source_cpu_s(),
             RatioKind::PairRate => s.msgs_per_s(),
         }
     }
@@ -1071,11 +1077,6 @@ mod tests {
         }
     }
 
-    const PP: Cell = CELLS[0];
-    const PO: Cell = CELLS[1];
-    const OP: Cell = CELLS[2];
-    const OO: Cell = CELLS[3];
-
     #[test]
     fn ratios_are_per_round_then_medianed() {
         // Round 1: sink CPU 1.0 vs 0.5 → 0.5. Round 2: 4.0 vs 1.0 → 0.25.
@@ -1128,6 +1129,36 @@ mod tests {
             run("x", 1, PO, 1.0, 1.0, 0.1),
         ];
         assert!(per_round_ratios(&z, "x", RatioKind::SinkCpu).is_empty());
+    }
+
+    #[test]
+    fn ratios_against_our_counterpart() {
+        // Cells: PP, PO, OP, OO with distinct values so each ratio picks a
+        // recognisable pair.
+        let s = vec![
+            run("reuse", 1, PP, 8.0, 4.0, 2.0),
+            run("reuse", 1, PO, 4.0, 2.0, 1.0),
+            run("reuse", 1, OP, 8.0, 2.0, 4.0),
+            run("reuse", 1, OO, 1.0, 1.0, 1.0),
+        ];
+        let r = |k| per_round_ratios(&s, "reuse", k);
+        assert_eq!(r(RatioKind::SinkCpu), vec![(1, 0.5)]); // PO/PP sink
+        assert_eq!(r(RatioKind::SinkCpuOursSource), vec![(1, 0.25)]); // OO/OP sink
+        assert_eq!(r(RatioKind::SourceWall), vec![(1, 1.0)]); // OP/PP wall
+        assert_eq!(r(RatioKind::SourceWallOursSink), vec![(1, 0.25)]); // OO/PO wall
+        assert_eq!(r(RatioKind::SourceCpu), vec![(1, 0.5)]); // OP/PP cpu
+        assert_eq!(r(RatioKind::SourceCpuOursSink), vec![(1, 0.5)]); // OO/PO cpu
+        assert_eq!(r(RatioKind::PairRate), vec![(1, 8.0)]); // PP wall / OO wall
+        for k in RATIOS {
+            let t = ratio_target("reuse", k);
+            let ours_counterpart = matches!(
+                k,
+                RatioKind::SinkCpuOursSource
+                    | RatioKind::SourceWallOursSink
+                    | RatioKind::SourceCpuOursSink
+            );
+            assert_eq!(t.is_none(), ours_counterpart, "{k:?}");
+        }
     }
 
     #[test]

@@ -318,6 +318,9 @@ fn append(temp: &mut File, temp_path: &Path, shared: &Path) -> Result<(), String
         result = open();
     }
     let mut target = result.map_err(|e| format!("open {}: {}", show(shared), errno_text(&e)))?;
+    if target.metadata().is_ok_and(|m| m.len() == 0) {
+        force_mode(&target); // newly created: exactly 0644 (S8)
+    }
     let mut buf = vec![0u8; DUMP_BUFFER];
     loop {
         let n = match temp.read(&mut buf) {

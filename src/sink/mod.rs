@@ -237,6 +237,11 @@ impl Server {
         {
             return Err(Error::fatal("-u option is required if running as root"));
         }
+        if config.verbose > 0 {
+            // Postfix's protocol-name table initialisation, kept for
+            // output compatibility.
+            diag::info("name_mask: all");
+        }
         let endpoint = endpoint::parse_sink(&config.endpoint)?;
         let (listener, local_addr) = match &endpoint {
             Endpoint::Unix(path) => (unix_listener(&config, path)?, None),
@@ -329,6 +334,8 @@ impl Server {
                             }
                         }
                     }
+                    // A client that reset before we accepted it: nothing to do.
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => {}
                     Err(e) => {
                         diag::warning(&format!("accept connection: {}", errno_text(&e)));
                         tokio::time::sleep(ACCEPT_BACKOFF).await;

@@ -293,6 +293,11 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         if self.conn.write_buf().capacity() > WRITE_HIGH_WATER {
             *self.conn.write_buf() = BytesMut::new();
         }
+        if !matches!(result, Ok(Ok(()))) {
+            // The connection is unusable: drop what could not be written so
+            // that the close path does not try (and warn) again.
+            self.conn.write_buf().clear();
+        }
         match result {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => {

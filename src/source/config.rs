@@ -240,7 +240,8 @@ pub fn atoi(bytes: &[u8]) -> i32 {
 }
 
 fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    // One `?` per byte outside printable ASCII, as Postfix prints it.
+    diag::sanitize(bytes)
 }
 
 /// `atoi(value)`, which must be > 0, else `fatal: WHAT: ARG`.

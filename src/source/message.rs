@@ -75,7 +75,8 @@ pub fn errno_text(err: &std::io::Error) -> String {
 /// Read a `-F` file: `open FILE: ERRNO` / `read FILE: ERRNO` on failure.
 pub fn read_file(path: &Path) -> Result<Vec<u8>> {
     use std::io::Read;
-    let shown = path.display();
+    use std::os::unix::ffi::OsStrExt;
+    let shown = crate::diag::sanitize(path.as_os_str().as_bytes());
     let mut file = std::fs::File::open(path)
         .map_err(|e| Error::fatal(format!("open {shown}: {}", errno_text(&e))))?;
     let mut content = Vec::new();

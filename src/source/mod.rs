@@ -9,7 +9,7 @@
 
 pub mod config;
 pub mod message;
-pub mod net;
+mod net;
 mod session;
 
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
@@ -84,7 +84,8 @@ impl Shared {
     fn write_recipient(&self, out: &mut BytesMut, n: Option<i32>) {
         out.extend_from_slice(&self.rcpt_local);
         if let Some(n) = n {
-            session::write_number(out, n);
+            use std::fmt::Write;
+            let _ = write!(out, "{n}");
         }
         out.extend_from_slice(&self.rcpt_domain);
     }
@@ -122,7 +123,7 @@ pub async fn run(config: SourceConfig) -> Result<Summary> {
             if path.as_os_str().as_bytes().len() >= UNIX_PATH_MAX {
                 return Err(Error::fatal(format!(
                     "unix-domain name too long: {}",
-                    path.display()
+                    diag::sanitize(path.as_os_str().as_bytes())
                 )));
             }
             Target::Unix(path)

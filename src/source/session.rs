@@ -3,7 +3,6 @@
 //! between messages. A session owns its connection and buffers; the only
 //! state shared with other sessions is in [`Shared`] (atomics, no locks).
 
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -199,7 +198,7 @@ impl Session {
         if verbose {
             let buf = conn.io.write_buf();
             let line = &buf[..buf.len().saturating_sub(2)];
-            diag::info(&String::from_utf8_lossy(line));
+            diag::info(&diag::sanitize(line));
         }
         let res = tokio::time::timeout(limit, conn.io.flush()).await;
         match res {
@@ -241,10 +240,7 @@ impl Session {
                         conn.io.consume(pending);
                     }
                     if verbose {
-                        diag::info(&format!(
-                            "<<< {}",
-                            String::from_utf8_lossy(self.parser.line())
-                        ));
+                        diag::info(&format!("<<< {}", diag::sanitize(self.parser.line())));
                     }
                     if last {
                         return Ok(self.parser.code());
@@ -252,12 +248,25 @@ impl Session {
                 }
                 None => {
                     if conn.disabled {
+                        if verbose {
+                            diag::info("smtp_get: EOF");
+                        }
                         return Err(self.lost(ctx));
                     }
                     match tokio::time::timeout_at(deadline, conn.io.fill()).await {
-                        Ok(Ok(0)) | Ok(Err(_)) => return Err(self.lost(ctx)),
+                        Ok(Ok(0)) | Ok(Err(_)) => {
+                            if verbose {
+                                diag::info("smtp_get: EOF");
+                            }
+                            return Err(self.lost(ctx));
+                        }
                         Ok(Ok(_)) => {}
-                        Err(_) => return Err(self.timeout(ctx)),
+                        Err(_) => {
+                            if verbose {
+                                diag::info("smtp_get: timeout");
+                            }
+                            return Err(self.timeout(ctx));
+                        }
                     }
                 }
             }
@@ -267,10 +276,7 @@ impl Session {
     /// An unexpected reply: fatal without `-A`, else a warning and how to
     /// go on.
     fn reject(&self, what: &str, code: u32, closing_rule: bool) -> Result<Next> {
-        let text = format!(
-            "{what}: {code} {}",
-            String::from_utf8_lossy(self.parser.text())
-        );
+        let text = format!("{what}: {code} {}", diag::sanitize(self.parser.text()));
         if !self.shared.config.ignore_errors {
             return Err(Error::Fatal(text));
         }
@@ -456,9 +462,4 @@ impl Session {
         self.close();
         Ok(())
     }
-}
-
-/// Format helper kept here so `Shared` stays small.
-pub(crate) fn write_number(out: &mut bytes::BytesMut, n: i32) {
-    let _ = write!(out, "{n}");
 }

@@ -1,0 +1,339 @@
+//! The measurement long options of both tools, and their checks.
+//!
+//! The tools' `config.rs` hands every `--name` occurrence to
+//! [`SourceOptions::apply`] / [`SinkOptions::apply`] (in argv order) and
+//! calls `check` once at the end; this module owns these options' messages.
+//! None of them has a short form, so a Postfix command line never reaches
+//! this code.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::args::LongOpt;
+use crate::diag::{Error, Result};
+
+use super::{rate, stats};
+
+/// smtp-source's measurement options, for its `ToolSpec`.
+pub const SOURCE_LONGS: &[LongOpt] = &[
+    LongOpt {
+        name: "report",
+        value: None,
+        help: "At the end, print a run report on stderr: counts, reply codes per stage, \
+               throughput, latency percentiles per phase",
+    },
+    LongOpt {
+        name: "json",
+        value: Some("PATH"),
+        help: "Write the run report as JSON to PATH ('-': stdout, not with -c); \
+               histograms included so that reports can be merged",
+    },
+    LongOpt {
+        name: "merge",
+        value: None,
+        help: "Send nothing: print the combined report of the JSON reports given as \
+               operands (with --json PATH, also write it as JSON)",
+    },
+    LongOpt {
+        name: "rate",
+        value: Some("N"),
+        help: "Open loop: start N messages per second over all sessions, on schedule; \
+               latency counts from each message's intended start",
+    },
+    LongOpt {
+        name: "duration",
+        value: Some("D"),
+        help: "Start no message after D (e.g. 60s, 1m30s); without -m the message \
+               count is then unlimited",
+    },
+    LongOpt {
+        name: "progress",
+        value: None,
+        help: "Live status line on stderr (rate, sent, errors, p99), when stderr is a terminal",
+    },
+    LongOpt {
+        name: "progress-always",
+        value: None,
+        help: "Like --progress, also when stderr is not a terminal (one line per second)",
+    },
+    LongOpt {
+        name: "track",
+        value: None,
+        help: "Stamp each message with X-Smtpstone-Run, X-Smtpstone-Seq and \
+               X-Smtpstone-Sent headers for smtp-sink --track",
+    },
+];
+
+/// smtp-sink's measurement options, for its `ToolSpec`.
+pub const SINK_LONGS: &[LongOpt] = &[
+    LongOpt {
+        name: "track",
+        value: None,
+        help: "Account for messages stamped by smtp-source --track: per run, received, \
+               duplicates, gaps and delivery latency; report on stderr at exit \
+               (-M, -n, SIGINT, SIGTERM)",
+    },
+    LongOpt {
+        name: "json",
+        value: Some("PATH"),
+        help: "Also write the tracking report as JSON to PATH at exit (implies --track)",
+    },
+    LongOpt {
+        name: "stats",
+        value: Some("SECONDS"),
+        help: "Every SECONDS, print a line on stderr: sessions, messages, msg/s, MB/s",
+    },
+];
+
+/// Where a JSON report goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsonOut {
+    /// Standard output (`-`).
+    Stdout,
+    /// A file.
+    File(PathBuf),
+}
+
+impl JsonOut {
+    fn parse(value: &[u8]) -> JsonOut {
+        if value == b"-" {
+            JsonOut::Stdout
+        } else {
+            JsonOut::File(PathBuf::from(OsStr::from_bytes(value)))
+        }
+    }
+}
+
+/// When the live status line is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProgressMode {
+    /// Never (default).
+    #[default]
+    Off,
+    /// When stderr is a terminal (`--progress`).
+    Terminal,
+    /// Always (`--progress-always`).
+    Always,
+}
+
+/// smtp-source's measurement settings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SourceOptions {
+    /// `--report`.
+    pub report: bool,
+    /// `--json PATH`.
+    pub json: Option<JsonOut>,
+    /// `--merge`: the operands are report files.
+    pub merge: bool,
+    /// `--rate N`.
+    pub rate: Option<f64>,
+    /// `--duration D`.
+    pub duration: Option<Duration>,
+    /// `--progress` / `--progress-always`.
+    pub progress: ProgressMode,
+    /// `--track`.
+    pub track: bool,
+}
+
+fn text(value: &[u8]) -> String {
+    String::from_utf8_lossy(value).into_owned()
+}
+
+impl SourceOptions {
+    /// Take one `--name [value]` occurrence. Unknown names are not ours:
+    /// `Ok(false)`.
+    pub fn apply(&mut self, name: &str, value: &[u8]) -> Result<bool> {
+        match name {
+            "report" => self.report = true,
+            "json" => self.json = Some(JsonOut::parse(value)),
+            "merge" => self.merge = true,
+            "rate" => {
+                let rate = std::str::from_utf8(value).ok().and_then(rate::parse_rate);
+                self.rate =
+                    Some(rate.ok_or_else(|| {
+                        Error::fatal(format!("bad --rate value: {}", text(value)))
+                    })?);
+            }
+            "duration" => {
+                let d = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(rate::parse_duration);
+                self.duration = Some(d.ok_or_else(|| {
+                    Error::fatal(format!("bad --duration value: {}", text(value)))
+                })?);
+            }
+            "progress" => {
+                if self.progress == ProgressMode::Off {
+                    self.progress = ProgressMode::Terminal;
+                }
+            }
+            "progress-always" => self.progress = ProgressMode::Always,
+            "track" => self.track = true,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Checks across options, once all are known. `counter` is `-c`.
+    pub fn check(&self, counter: bool) -> Result<()> {
+        if counter && self.json == Some(JsonOut::Stdout) && !self.merge {
+            return Err(Error::fatal("--json - cannot be used with -c"));
+        }
+        Ok(())
+    }
+
+    /// Whether a run needs per-session recorders.
+    pub fn records(&self) -> bool {
+        self.report || self.json.is_some() || self.progress != ProgressMode::Off
+    }
+
+    /// Whether any measurement option changes a run.
+    pub fn any(&self) -> bool {
+        self.records() || self.rate.is_some() || self.duration.is_some() || self.track
+    }
+}
+
+/// smtp-sink's measurement settings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SinkOptions {
+    /// `--track` (or implied by `--json`).
+    pub track: bool,
+    /// `--json PATH`.
+    pub json: Option<JsonOut>,
+    /// `--stats SECONDS`.
+    pub stats: Option<Duration>,
+}
+
+impl SinkOptions {
+    /// Take one `--name [value]` occurrence. Unknown names are not ours:
+    /// `Ok(false)`.
+    pub fn apply(&mut self, name: &str, value: &[u8]) -> Result<bool> {
+        match name {
+            "track" => self.track = true,
+            "json" => {
+                self.json = Some(JsonOut::parse(value));
+                self.track = true;
+            }
+            "stats" => {
+                let every = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(stats::parse_interval);
+                self.stats = Some(every.ok_or_else(|| {
+                    Error::fatal(format!("bad --stats interval: {}", text(value)))
+                })?);
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Checks across options. `counters` is the sink's `-c` (stdout).
+    pub fn check(&self, counters: bool) -> Result<()> {
+        if counters && self.json == Some(JsonOut::Stdout) {
+            return Err(Error::fatal("--json - cannot be used with -c"));
+        }
+        Ok(())
+    }
+
+    /// Whether any measurement option is on.
+    pub fn any(&self) -> bool {
+        self.track || self.stats.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(args: &[(&str, &str)]) -> Result<SourceOptions> {
+        let mut o = SourceOptions::default();
+        for (name, value) in args {
+            assert!(o.apply(name, value.as_bytes())?, "{name} is ours");
+        }
+        Ok(o)
+    }
+
+    fn fatal<T: std::fmt::Debug>(r: Result<T>) -> String {
+        match r {
+            Err(Error::Fatal(t)) => t,
+            other => panic!("expected fatal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn source_values() {
+        let o = source(&[
+            ("report", ""),
+            ("json", "out.json"),
+            ("rate", "250"),
+            ("duration", "1m"),
+            ("progress", ""),
+            ("track", ""),
+        ])
+        .expect("valid");
+        assert!(o.report && o.track && !o.merge);
+        assert_eq!(o.json, Some(JsonOut::File("out.json".into())));
+        assert_eq!(o.rate, Some(250.0));
+        assert_eq!(o.duration, Some(Duration::from_secs(60)));
+        assert_eq!(o.progress, ProgressMode::Terminal);
+        assert!(o.records() && o.any());
+        let o = source(&[("progress-always", ""), ("progress", "")]).expect("valid");
+        assert_eq!(o.progress, ProgressMode::Always);
+        let o = source(&[("rate", "5")]).expect("valid");
+        assert!(!o.records() && o.any());
+        assert!(!SourceOptions::default().any());
+        let mut o = SourceOptions::default();
+        assert!(!o.apply("starttls", b"").expect("not ours"));
+    }
+
+    #[test]
+    fn source_messages() {
+        assert_eq!(fatal(source(&[("rate", "0")])), "bad --rate value: 0");
+        assert_eq!(fatal(source(&[("rate", "fast")])), "bad --rate value: fast");
+        assert_eq!(
+            fatal(source(&[("duration", "soon")])),
+            "bad --duration value: soon"
+        );
+        assert_eq!(
+            fatal(source(&[("duration", "0s")])),
+            "bad --duration value: 0s"
+        );
+        let o = source(&[("json", "-")]).expect("valid");
+        assert_eq!(o.json, Some(JsonOut::Stdout));
+        assert_eq!(fatal(o.check(true)), "--json - cannot be used with -c");
+        assert!(o.check(false).is_ok());
+        let m = source(&[("json", "-"), ("merge", "")]).expect("valid");
+        assert!(
+            m.check(true).is_ok(),
+            "--merge sends nothing, so -c prints nothing"
+        );
+    }
+
+    #[test]
+    fn sink_values_and_messages() {
+        let mut o = SinkOptions::default();
+        assert!(!o.any());
+        assert!(o.apply("json", b"t.json").expect("json"));
+        assert!(o.track, "--json implies --track");
+        assert!(o.apply("stats", b"5").expect("stats"));
+        assert_eq!(o.stats, Some(Duration::from_secs(5)));
+        assert!(!o.apply("tls-cert", b"x").expect("not ours"));
+        assert_eq!(fatal(o.apply("stats", b"0")), "bad --stats interval: 0");
+        let mut s = SinkOptions::default();
+        s.apply("json", b"-").expect("json");
+        assert_eq!(fatal(s.check(true)), "--json - cannot be used with -c");
+        assert!(s.check(false).is_ok());
+    }
+
+    #[test]
+    fn long_option_names_are_unique() {
+        for longs in [SOURCE_LONGS, SINK_LONGS] {
+            let mut names: Vec<&str> = longs.iter().map(|o| o.name).collect();
+            names.sort_unstable();
+            names.dedup();
+            assert_eq!(names.len(), longs.len());
+        }
+    }
+}

@@ -1,0 +1,366 @@
+//! smtp-source's side of the measurements: what a run and each of its
+//! sessions hold when a measurement option is on, and the output at the end.
+//!
+//! Without any measurement option the run holds no [`SourceMeasure`] and the
+//! sessions no [`Probe`]: the Postfix path is a `None` check per hook.
+
+use std::ffi::OsString;
+use std::io::{IsTerminal as _, Write as _};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+
+use bytes::BytesMut;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::options::{JsonOut, ProgressMode, SourceOptions};
+use super::output::{errno_text, print_stderr, write_json};
+use super::progress::{self, Live, Meter, Snapshot};
+use super::rate::Pacing;
+use super::recorder::{Handle, Phase, Recorder};
+use super::report::Report;
+use super::track::{self, Stamper};
+use crate::diag::{self, Error, Result};
+
+/// The measurement state of one smtp-source run.
+#[derive(Debug)]
+pub struct SourceMeasure {
+    opts: SourceOptions,
+    lmtp: bool,
+    start: Instant,
+    run_id: u64,
+    pacing: Option<Pacing>,
+    stamper: Option<Stamper>,
+    tx: Sender<Box<Recorder>>,
+    rx: Mutex<Receiver<Box<Recorder>>>,
+    lives: Arc<Mutex<Vec<Arc<Live>>>>,
+}
+
+impl SourceMeasure {
+    /// The state for a run with `opts`, or `None` when no measurement
+    /// option is on. The run's clock starts now.
+    pub fn new(opts: &SourceOptions, lmtp: bool) -> Option<SourceMeasure> {
+        if !opts.any() {
+            return None;
+        }
+        let start = Instant::now();
+        let run_id = rand::random::<u64>();
+        let (tx, rx) = channel();
+        Some(SourceMeasure {
+            pacing: (opts.rate.is_some() || opts.duration.is_some())
+                .then(|| Pacing::new(start, opts.rate, opts.duration)),
+            stamper: opts.track.then(|| Stamper::new(run_id)),
+            opts: opts.clone(),
+            lmtp,
+            start,
+            run_id,
+            tx,
+            rx: Mutex::new(rx),
+            lives: Arc::new(Mutex::new(Vec::new())),
+        })
+    }
+
+    /// The run id (stamped by `--track`, shown in reports).
+    pub fn run_id(&self) -> u64 {
+        self.run_id
+    }
+
+    /// A new session's probe, when the run records.
+    pub fn probe(&self) -> Option<Box<Probe>> {
+        if !self.opts.records() {
+            return None;
+        }
+        let live = (self.opts.progress != ProgressMode::Off).then(|| {
+            let live = Arc::new(Live::new());
+            if let Ok(mut lives) = self.lives.lock() {
+                lives.push(Arc::clone(&live));
+            }
+            live
+        });
+        let now = Instant::now();
+        Some(Box::new(Probe {
+            rec: Handle::new(Recorder::new(now), self.tx.clone()),
+            live,
+            start: now,
+        }))
+    }
+
+    /// Wait for a session's next message start (see [`Pacing::next`]):
+    /// its intended start, or `None` when `--duration` is over.
+    pub async fn next_start(&self) -> Option<Instant> {
+        match &self.pacing {
+            Some(p) => p.next().await,
+            None => Some(Instant::now()),
+        }
+    }
+
+    /// Whether more messages may start (a `-d` session keeps its
+    /// connection only then).
+    pub fn open(&self) -> bool {
+        self.pacing.as_ref().is_none_or(Pacing::open)
+    }
+
+    /// `--duration` without an explicit `-m`: the message count is
+    /// unlimited.
+    pub fn unlimited(&self) -> bool {
+        self.opts.duration.is_some()
+    }
+
+    /// With `--track`, append the tracking header lines of the next message.
+    #[inline]
+    pub fn stamp(&self, out: &mut BytesMut) {
+        if let Some(s) = &self.stamper {
+            s.write(out, track::now_micros());
+        }
+    }
+
+    /// Whether messages are stamped.
+    pub fn tracks(&self) -> bool {
+        self.stamper.is_some()
+    }
+
+    /// Start the `--progress` line, if wanted and possible.
+    pub fn spawn_progress(&self) -> Option<ProgressTask> {
+        let tty = std::io::stderr().is_terminal();
+        let on = match self.opts.progress {
+            ProgressMode::Off => false,
+            ProgressMode::Terminal => tty,
+            ProgressMode::Always => true,
+        };
+        if !on {
+            return None;
+        }
+        let lives = Arc::clone(&self.lives);
+        let start = self.start;
+        let handle = tokio::spawn(async move {
+            let mut meter = Meter::new(start);
+            let mut tick = tokio::time::interval_at(start + progress::REFRESH, progress::REFRESH);
+            let mut n: u32 = 0;
+            loop {
+                tick.tick().await;
+                n += 1;
+                let snap = match lives.lock() {
+                    Ok(l) => Snapshot::take(l.iter().map(|a| a.as_ref())),
+                    Err(_) => return,
+                };
+                let status = meter.tick(Instant::now(), snap);
+                let text = format!("{}: {}", diag::prog(), progress::line(&status));
+                if tty {
+                    // Redraw in place; `ESC [ K` clears what a longer line left.
+                    print_stderr(&format!("\r{text}\x1b[K"));
+                } else if n % progress::REFRESH_PER_SEC == 0 {
+                    print_stderr(&format!("{text}\n"));
+                }
+            }
+        });
+        Some(ProgressTask { handle, tty })
+    }
+
+    /// End of the run: collect every session's recorder (sessions must be
+    /// gone), print the report (`--report`, stderr) and write the JSON
+    /// (`--json`). `incomplete`: a fatal error ended the run.
+    pub fn finish(&self, incomplete: bool) -> Result<()> {
+        if !self.opts.report && self.opts.json.is_none() {
+            return Ok(());
+        }
+        let mut report = Report::new(self.lmtp, track::run_id_text(self.run_id), self.opts.rate);
+        report.elapsed = self.start.elapsed();
+        report.incomplete = incomplete;
+        if let Ok(rx) = self.rx.lock() {
+            for rec in rx.try_iter() {
+                report.add_recorder(&rec);
+            }
+        }
+        if self.opts.report {
+            print_stderr(&report.render());
+        }
+        match &self.opts.json {
+            Some(out) => write_json(out, &report.to_json()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The running `--progress` task.
+#[derive(Debug)]
+pub struct ProgressTask {
+    handle: JoinHandle<()>,
+    tty: bool,
+}
+
+impl ProgressTask {
+    /// Stop it and clear the status line.
+    pub fn stop(self) {
+        self.handle.abort();
+        if self.tty {
+            print_stderr("\r\x1b[K");
+        }
+    }
+}
+
+/// One session's hooks. Each method is a few adds and at most one clock
+/// read; nothing is shared with other sessions except the progress block
+/// (written only by this session).
+#[derive(Debug)]
+pub struct Probe {
+    rec: Handle,
+    live: Option<Arc<Live>>,
+    start: Instant,
+}
+
+impl Probe {
+    /// A message starts; `intended` is its scheduled start.
+    #[inline]
+    pub fn begin_message(&mut self, intended: Instant) {
+        self.start = intended;
+        self.rec.get().begin_message(intended);
+    }
+
+    /// The message is over; `ok` false when a fatal error cut it short.
+    #[inline]
+    pub fn end_message(&mut self, ok: bool) {
+        let rec = self.rec.get();
+        if !rec.accepted() {
+            if let Some(live) = &self.live {
+                live.error();
+            }
+        }
+        rec.end_message(ok);
+    }
+
+    /// A timed step (connect, command write) starts now.
+    #[inline]
+    pub fn mark(&mut self) {
+        self.rec.get().mark(Instant::now());
+    }
+
+    /// A connect attempt failed.
+    #[inline]
+    pub fn connect_failed(&mut self) {
+        self.rec.get().connect_failed();
+    }
+
+    /// Connected.
+    #[inline]
+    pub fn connected(&mut self) {
+        self.rec.get().connected(Instant::now());
+    }
+
+    /// `n` bytes written.
+    #[inline]
+    pub fn sent(&mut self, n: usize) {
+        self.rec.get().sent(n);
+    }
+
+    /// A complete reply for `phase`.
+    #[inline]
+    pub fn reply(&mut self, phase: Phase, code: u32) {
+        let now = Instant::now();
+        let rec = self.rec.get();
+        let before = rec.accepted();
+        rec.reply(phase, code, now);
+        if !before && rec.accepted() {
+            if let Some(live) = &self.live {
+                live.accepted(now.saturating_duration_since(self.start));
+            }
+        }
+    }
+}
+
+/// `--merge`: read the JSON reports `files`, print the combined report on
+/// stdout and, with `--json`, write it as JSON (to stdout instead of the
+/// text with `--json -`).
+pub fn merge_files(files: &[OsString], json: Option<&JsonOut>) -> Result<()> {
+    if files.is_empty() {
+        return Err(Error::fatal("--merge needs one or more report files"));
+    }
+    let mut merged: Option<Report> = None;
+    for file in files {
+        let shown = file.to_string_lossy();
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| Error::fatal(format!("read {shown}: {}", errno_text(&e))))?;
+        let report = Report::from_json(&text)
+            .map_err(|e| Error::fatal(format!("{shown}: bad report: {e}")))?;
+        match &mut merged {
+            Some(m) => m.merge(&report),
+            None => merged = Some(report),
+        }
+    }
+    let merged = merged.ok_or_else(|| Error::fatal("no report"))?;
+    if json != Some(&JsonOut::Stdout) {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(merged.render().as_bytes());
+        let _ = out.flush();
+    }
+    match json {
+        Some(out) => write_json(out, &merged.to_json()),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(f: impl FnOnce(&mut SourceOptions)) -> SourceOptions {
+        let mut o = SourceOptions::default();
+        f(&mut o);
+        o
+    }
+
+    #[test]
+    fn nothing_without_options() {
+        assert!(SourceMeasure::new(&SourceOptions::default(), false).is_none());
+        let m = SourceMeasure::new(&opts(|o| o.track = true), false).expect("measure");
+        assert!(m.probe().is_none(), "--track alone records nothing");
+        assert!(m.tracks() && m.open() && !m.unlimited());
+    }
+
+    #[tokio::test]
+    async fn probes_feed_the_report_even_when_sessions_are_dropped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("r.json");
+        let o = opts(|o| o.json = Some(JsonOut::File(path.clone())));
+        let m = SourceMeasure::new(&o, true).expect("measure");
+        let mut a = m.probe().expect("probe");
+        let mut b = m.probe().expect("probe");
+        for p in [&mut a, &mut b] {
+            let t = m.next_start().await.expect("start");
+            p.begin_message(t);
+            p.mark();
+            p.connected();
+            p.reply(Phase::Banner, 220);
+            p.mark();
+            p.sent(10);
+            p.reply(Phase::Dot, 250);
+        }
+        a.end_message(true);
+        // b is cut short: it never ends its message (a cancelled task).
+        drop(a);
+        drop(b);
+        m.finish(true).expect("finish");
+        let report =
+            Report::from_json(&std::fs::read_to_string(&path).expect("json")).expect("report");
+        assert_eq!(report.counters.sessions, 2);
+        assert_eq!(report.counters.accepted, 2);
+        assert_eq!(report.counters.bytes_sent, 20);
+        assert!(report.incomplete);
+        assert_eq!(report.protocol, "LMTP");
+        assert_eq!(report.run_ids, [track::run_id_text(m.run_id())]);
+    }
+
+    #[test]
+    fn merge_files_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bad = dir.path().join("bad.json");
+        std::fs::write(&bad, "{}").expect("write");
+        let missing = dir.path().join("missing.json");
+        let fatal = |files: &[OsString]| match merge_files(files, None) {
+            Err(Error::Fatal(t)) => t,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(fatal(&[]), "--merge needs one or more report files");
+        assert!(fatal(&[missing.clone().into()]).ends_with("No such file or directory"));
+        assert!(fatal(&[bad.clone().into()]).contains("bad.json: bad report: "));
+    }
+}

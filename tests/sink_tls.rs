@@ -31,7 +31,7 @@ fn text(b: Vec<u8>) -> String {
 
 #[test]
 fn starttls_self_signed_upgrade_and_full_transaction() {
-    let sink = ours(&["--tls-self-signed", "-h", "mx.test", "-c"]);
+    let sink = ours(&["--tls-self-signed", "-h", "mx.test", "-c", "-n", "1"]);
     let mut c = TlsClient::plain(sink.addr);
     assert_eq!(text(c.reply()), "220 mx.test ESMTP\r\n");
     assert_eq!(c.cmd("EHLO client"), ehlo("mx.test", true));
@@ -53,10 +53,12 @@ fn starttls_self_signed_upgrade_and_full_transaction() {
     assert_eq!(c.cmd("STARTTLS"), "554 5.5.1 Error: TLS already active\r\n");
     assert_eq!(c.cmd("QUIT"), "221 Bye\r\n");
     assert!(c.closed_within(Duration::from_secs(5)));
-    let out = sink.kill();
-    assert!(
-        out.stdout_text().ends_with("sess=1 quit=1 mesg=1\r"),
-        "{out:?}"
+    // -n 1: the sink exits after this QUIT session, output complete.
+    let out = sink.finish();
+    assert_eq!(out.code(), Some(0));
+    assert_eq!(
+        out.stdout_text(),
+        "sess=0 quit=0 mesg=1\rsess=1 quit=1 mesg=1\r"
     );
     assert_eq!(out.stderr_text(), "");
 }
@@ -357,4 +359,24 @@ fn option_validation() {
             .starts_with("smtp-sink: fatal: TLS configuration: "),
         "{out:?}"
     );
+}
+
+#[test]
+fn help_documents_the_new_options() {
+    let out = common::run(&common::our_sink(), "smtp-sink", ["--help"]);
+    assert_eq!(out.code(), Some(0));
+    let text = out.stdout_text();
+    for name in [
+        "--tls-cert",
+        "--tls-key",
+        "--tls-self-signed",
+        "--tls ",
+        "--auth ",
+        "--auth-fail",
+        "--auth-required",
+        "--chunking",
+        "--smtputf8",
+    ] {
+        assert!(text.contains(name), "{name} missing in {text}");
+    }
 }

@@ -211,6 +211,7 @@ fn real_main() -> Result<ExitCode, String> {
     let mut runs: Vec<RunSample> = Vec::new();
     let mut idle: Vec<IdleSample> = Vec::new();
     let started = Instant::now();
+    let load_before = loadavg();
     for round in 1..=opts.rounds {
         for w in &opts.workloads {
             match w.kind {
@@ -232,7 +233,7 @@ fn real_main() -> Result<ExitCode, String> {
         }
     }
 
-    let header = report_header(&argv, &opts);
+    let header = report_header(&argv, &opts, &load_before, started.elapsed());
     let md = model::render_markdown(&Report {
         header: header.clone(),
         workloads: &opts.workloads,
@@ -348,7 +349,56 @@ fn release_dir() -> Result<PathBuf, String> {
     Ok(sibling)
 }
 
-fn report_header(argv: &[OsString], opts: &Options) -> Vec<String> {
+/// `commit abc1234` (plus ` + uncommitted changes`) of the checkout this
+/// bench was built from.
+fn git_commit() -> String {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let out = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match out(&["rev-parse", "--short", "HEAD"]) {
+        Some(c) => {
+            let dirty = out(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
+            format!(
+                "commit {c}{}",
+                if dirty { " + uncommitted changes" } else { "" }
+            )
+        }
+        None => "unknown commit".into(),
+    }
+}
+
+fn mtime_utc(path: &Path) -> String {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| model::utc_string(d.as_secs() as i64))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The first three fields of /proc/loadavg (1, 5, 15 minutes).
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|t| t.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn report_header(
+    argv: &[OsString],
+    opts: &Options,
+    load_before: &str,
+    took: Duration,
+) -> Vec<String> {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {
@@ -379,9 +429,20 @@ fn report_header(argv: &[OsString], opts: &Options) -> Vec<String> {
         format!("- date: {}", model::utc_string(now)),
         format!("- machine: {nproc} CPU(s), {cpu}, Linux {kernel}"),
         format!(
+            "- load average (1/5/15 min): {load_before} at start, {} at end; run took {:.0} s",
+            loadavg(),
+            took.as_secs_f64()
+        ),
+        format!(
             "- command: `cargo run --release --example bench --{}{}`",
             if cmd.is_empty() { "" } else { " " },
             cmd.join(" ")
+        ),
+        format!(
+            "- smtpstone checkout: {}; our binaries built {} / {}",
+            git_commit(),
+            mtime_utc(&opts.ours_source),
+            mtime_utc(&opts.ours_sink)
         ),
         format!(
             "- ours: `{}`, `{}`; Postfix: `{}`, `{}`",

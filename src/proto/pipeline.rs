@@ -212,12 +212,24 @@ impl Txn {
 pub struct Pipeline {
     inflight: VecDeque<Stage>,
     txn: Txn,
+    lmtp: bool,
 }
 
 impl Pipeline {
     /// An empty pipeline.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty pipeline for LMTP: `BDAT LAST` is answered once per
+    /// accepted recipient (RFC 2033 §4.2), a number only known once the
+    /// RCPT replies are in, so the extra replies are expected from the
+    /// first `BDAT LAST` reply on.
+    pub fn lmtp() -> Self {
+        Pipeline {
+            lmtp: true,
+            ..Self::default()
+        }
     }
 
     /// Forget everything (a new connection).
@@ -273,7 +285,14 @@ impl Pipeline {
             Stage::Rcpt if ok => self.txn.accepted += 1,
             Stage::Data => self.txn.data_ok = ok,
             Stage::Chunk if !ok => self.txn.chunk_failed = true,
-            Stage::LastChunk => self.txn.last_answered = true,
+            Stage::LastChunk => {
+                if self.lmtp && !self.txn.last_answered {
+                    for _ in 1..self.txn.accepted {
+                        self.inflight.push_front(Stage::LastChunk);
+                    }
+                }
+                self.txn.last_answered = true;
+            }
             _ => {}
         }
         Some((stage, verdict))
@@ -505,6 +524,30 @@ mod tests {
                     assert_eq!(pipe.pending(), stages.len() - got.len());
                 }
             }
+        }
+    }
+
+    #[test]
+    fn lmtp_last_chunk_replies_per_accepted_recipient() {
+        use Stage::*;
+        for (codes, accepted_want) in [
+            (&[250, 250, 550, 250, 250, 250][..], 2),
+            (&[250, 550, 550, 550, 503][..], 0),
+        ] {
+            let mut p = Pipeline::lmtp();
+            for s in [Mail, Rcpt, Rcpt, Rcpt, LastChunk] {
+                p.push(s);
+            }
+            p.push(Quit);
+            let mut stages = Vec::new();
+            for &code in codes {
+                stages.push(p.on_reply(code).unwrap().0);
+            }
+            assert_eq!(p.txn().accepted, accepted_want);
+            let lasts = stages.iter().filter(|&&s| s == LastChunk).count();
+            assert_eq!(lasts as u32, accepted_want.max(1));
+            // QUIT is still expected after every LAST reply.
+            assert_eq!(p.expecting(), Some(Quit));
         }
     }
 

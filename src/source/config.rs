@@ -10,9 +10,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::args::{self, Key, Occurrence, Parsed, ShortOpt, ToolSpec};
+use crate::args::{self, Key, LongOpt, Occurrence, Parsed, ShortOpt, ToolSpec};
 use crate::diag::{self, Error, Result};
 use crate::endpoint::Family;
+use crate::proto::bdat_send;
+use crate::proto::ehlo::Mechanism;
 use crate::proto::hostname;
 
 /// Per-operation I/O limit on an established connection (Postfix's
@@ -147,7 +149,7 @@ pub const SPEC: ToolSpec = ToolSpec {
     about: "SMTP/LMTP load generator, a drop-in replacement for Postfix's smtp-source",
     operands: "[inet:]host[:port] | unix:pathname",
     shorts: SHORTS,
-    longs: &[],
+    longs: EXT_LONGS,
     after_help: "Numeric arguments follow C atoi() rules. Exit status: 0 when all messages \
 were processed, 1 on any fatal error.",
 };
@@ -203,6 +205,9 @@ pub struct SourceConfig {
     /// Per-operation I/O limit ([`IO_TIMEOUT`]); library users (tests) may
     /// lower it. Not reachable from the command line.
     pub io_timeout: Duration,
+    /// The ESMTP/TLS extension options (issue #7); all off by default, and
+    /// then the session is exactly Postfix's.
+    pub ext: Extensions,
 }
 
 /// What the command line asks for.
@@ -300,10 +305,15 @@ impl SourceConfig {
             verbose: 0,
             endpoint: Vec::new(),
             io_timeout: IO_TIMEOUT,
+            ext: Extensions::default(),
         };
         for opt in opts {
-            let Key::Short(letter) = opt.key else {
-                continue;
+            let letter = match opt.key {
+                Key::Short(letter) => letter,
+                Key::Long(name) => {
+                    c.ext.set(name, opt)?;
+                    continue;
+                }
             };
             match letter {
                 '4' => c.family = Family::V4,
@@ -373,11 +383,293 @@ impl SourceConfig {
                 _ => return Err(Error::Usage),
             }
         }
+        c.ext.check(c.old_mode)?;
         if operands.len() != 1 {
             return Err(Error::Usage);
         }
         c.endpoint = operands[0].as_bytes().to_vec();
         Ok(c)
+    }
+}
+
+/// The extension options (issue #7). None has a short form, so a Postfix
+/// command line never reaches them.
+const EXT_LONGS: &[LongOpt] = &[
+    LongOpt {
+        name: "ehlo",
+        value: None,
+        help: "Send EHLO instead of HELO and read the server's extensions (LMTP: LHLO as always)",
+    },
+    LongOpt {
+        name: "pipelining",
+        value: None,
+        help: "RFC 2920: send MAIL, all RCPTs and DATA (or the BDAT chunks) in one write; \
+with -d the next message's commands travel with the previous content (needs --ehlo)",
+    },
+    LongOpt {
+        name: "starttls",
+        value: None,
+        help: "RFC 3207: upgrade to TLS with STARTTLS after EHLO, then EHLO again (implies --ehlo)",
+    },
+    LongOpt {
+        name: "tls",
+        value: None,
+        help: "RFC 8314 implicit TLS: TLS from the first byte (port 465 style)",
+    },
+    LongOpt {
+        name: "tls-verify",
+        value: None,
+        help: "Verify the server certificate against --tls-ca and the host name (default: not verified)",
+    },
+    LongOpt {
+        name: "tls-ca",
+        value: Some("FILE"),
+        help: "PEM file of trusted CA certificates for --tls-verify",
+    },
+    LongOpt {
+        name: "tls-resume",
+        value: None,
+        help: "Resume TLS sessions across connections (default: a full handshake each time)",
+    },
+    LongOpt {
+        name: "auth",
+        value: Some("MECH"),
+        help: "RFC 4954: authenticate with PLAIN or LOGIN after EHLO (and TLS) (needs --ehlo)",
+    },
+    LongOpt {
+        name: "auth-user",
+        value: Some("USER"),
+        help: "User name for --auth",
+    },
+    LongOpt {
+        name: "auth-password",
+        value: Some("PASSWORD"),
+        help: "Password for --auth",
+    },
+    LongOpt {
+        name: "auth-plaintext",
+        value: None,
+        help: "Allow --auth without --starttls or --tls",
+    },
+    LongOpt {
+        name: "bdat",
+        value: Some("[SIZE]"),
+        help: "RFC 3030: send the message in BDAT chunks of SIZE bytes (default 65536), \
+no dot-stuffing (needs --ehlo)",
+    },
+    LongOpt {
+        name: "smtputf8",
+        value: None,
+        help: "RFC 6531: add SMTPUTF8 to MAIL FROM (UTF-8 in -f/-t) (needs --ehlo)",
+    },
+    LongOpt {
+        name: "8bitmime",
+        value: None,
+        help: "RFC 6152: add BODY=8BITMIME to MAIL FROM (needs --ehlo)",
+    },
+    LongOpt {
+        name: "size",
+        value: None,
+        help: "RFC 1870: add SIZE=n (the message size) to MAIL FROM (needs --ehlo)",
+    },
+];
+
+/// How TLS is started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsMode {
+    /// Plain text throughout.
+    #[default]
+    Off,
+    /// STARTTLS after EHLO (RFC 3207).
+    Starttls,
+    /// TLS from the first byte (RFC 8314).
+    Implicit,
+}
+
+/// SMTP AUTH settings (RFC 4954).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// The SASL mechanism.
+    pub mech: Mechanism,
+    /// `--auth-user`.
+    pub user: Vec<u8>,
+    /// `--auth-password`.
+    pub password: Vec<u8>,
+}
+
+/// Checked extension options. `Default` is "none": Postfix's behaviour.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extensions {
+    /// `--ehlo` (or implied by `--starttls`): EHLO and a capability check.
+    pub ehlo: bool,
+    /// `--pipelining`.
+    pub pipelining: bool,
+    /// `--starttls` / `--tls`.
+    pub tls: TlsMode,
+    /// `--tls-verify --tls-ca FILE`: the trust anchors.
+    pub tls_ca: Option<PathBuf>,
+    /// `--tls-resume`.
+    pub tls_resume: bool,
+    /// `--auth` with user and password.
+    pub auth: Option<AuthConfig>,
+    /// `--bdat[=SIZE]`: chunk size.
+    pub bdat: Option<usize>,
+    /// `--smtputf8`.
+    pub smtputf8: bool,
+    /// `--8bitmime`.
+    pub eightbitmime: bool,
+    /// `--size`.
+    pub size: bool,
+    // Raw option state, checked by `check`.
+    verify: bool,
+    auth_mech: Option<Mechanism>,
+    auth_user: Option<Vec<u8>>,
+    auth_password: Option<Vec<u8>>,
+    auth_plaintext: bool,
+}
+
+impl Extensions {
+    /// True when any extension option is on (the session then takes the
+    /// ESMTP path; otherwise it is byte-for-byte Postfix's).
+    pub fn active(&self) -> bool {
+        self.ehlo || self.tls != TlsMode::Off
+    }
+
+    /// Record one long option (values are checked here, combinations in
+    /// [`Extensions::check`]).
+    fn set(&mut self, name: &str, opt: &Occurrence) -> Result<()> {
+        let value = opt.bytes();
+        match name {
+            "ehlo" => self.ehlo = true,
+            "pipelining" => self.pipelining = true,
+            "starttls" | "tls" => {
+                let mode = if name == "tls" {
+                    TlsMode::Implicit
+                } else {
+                    TlsMode::Starttls
+                };
+                if self.tls != TlsMode::Off && self.tls != mode {
+                    return Err(Error::fatal("--tls and --starttls cannot be used together"));
+                }
+                self.tls = mode;
+            }
+            "tls-verify" => self.verify = true,
+            "tls-ca" => {
+                if value.is_empty() {
+                    return Err(Error::fatal("--tls-ca: empty file name"));
+                }
+                self.tls_ca = Some(PathBuf::from(std::ffi::OsStr::from_bytes(value)));
+            }
+            "tls-resume" => self.tls_resume = true,
+            "auth" => match Mechanism::parse(value) {
+                Some(m) => self.auth_mech = Some(m),
+                None => {
+                    return Err(Error::fatal(format!(
+                        "unsupported --auth mechanism: {} (use PLAIN or LOGIN)",
+                        text(value)
+                    )))
+                }
+            },
+            "auth-user" => self.auth_user = Some(value.to_vec()),
+            "auth-password" => self.auth_password = Some(value.to_vec()),
+            "auth-plaintext" => self.auth_plaintext = true,
+            "bdat" => {
+                let size = match &opt.value {
+                    None => bdat_send::DEFAULT_CHUNK,
+                    Some(_) => std::str::from_utf8(value)
+                        .ok()
+                        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                        .and_then(|v| v.parse::<usize>().ok())
+                        .filter(|&n| n > 0)
+                        .ok_or_else(|| {
+                            Error::fatal(format!("bad BDAT chunk size: {}", text(value)))
+                        })?,
+                };
+                self.bdat = Some(size);
+            }
+            "smtputf8" => self.smtputf8 = true,
+            "8bitmime" => self.eightbitmime = true,
+            "size" => self.size = true,
+            _ => return Err(Error::Usage),
+        }
+        Ok(())
+    }
+
+    /// Check the combinations, once every option is known.
+    fn check(&mut self, old_mode: bool) -> Result<()> {
+        let need = |cond: bool, msg: &str| {
+            if cond {
+                Err(Error::fatal(msg))
+            } else {
+                Ok(())
+            }
+        };
+        // RFC 3207: STARTTLS is only known from an EHLO reply, and the
+        // client must EHLO again inside TLS.
+        if self.tls == TlsMode::Starttls {
+            need(old_mode, "--starttls cannot be used with -o")?;
+            self.ehlo = true;
+        }
+        need(self.ehlo && old_mode, "--ehlo cannot be used with -o")?;
+        let tls = self.tls != TlsMode::Off;
+        need(
+            self.verify && !tls,
+            "--tls-verify requires --starttls or --tls",
+        )?;
+        need(
+            self.tls_resume && !tls,
+            "--tls-resume requires --starttls or --tls",
+        )?;
+        need(
+            self.tls_ca.is_some() && !self.verify,
+            "--tls-ca requires --tls-verify",
+        )?;
+        need(
+            self.verify && self.tls_ca.is_none(),
+            "--tls-verify requires --tls-ca FILE",
+        )?;
+        need(
+            self.auth_user.is_some() && self.auth_mech.is_none(),
+            "--auth-user requires --auth",
+        )?;
+        need(
+            self.auth_password.is_some() && self.auth_mech.is_none(),
+            "--auth-password requires --auth",
+        )?;
+        need(
+            self.auth_plaintext && self.auth_mech.is_none(),
+            "--auth-plaintext requires --auth",
+        )?;
+        if let Some(mech) = self.auth_mech {
+            let (Some(user), Some(password)) = (self.auth_user.take(), self.auth_password.take())
+            else {
+                return Err(Error::fatal(
+                    "--auth requires --auth-user and --auth-password",
+                ));
+            };
+            // RFC 4954 §4: mechanisms that send passwords in the clear need
+            // a protected channel; only an explicit opt-in goes without.
+            need(
+                !tls && !self.auth_plaintext,
+                "--auth requires --starttls or --tls (or --auth-plaintext)",
+            )?;
+            self.auth = Some(AuthConfig {
+                mech,
+                user,
+                password,
+            });
+        }
+        for (on, name) in [
+            (self.pipelining, "--pipelining"),
+            (self.auth.is_some(), "--auth"),
+            (self.bdat.is_some(), "--bdat"),
+            (self.smtputf8, "--smtputf8"),
+            (self.eightbitmime, "--8bitmime"),
+            (self.size, "--size"),
+        ] {
+            need(on && !self.ehlo, &format!("{name} requires --ehlo"))?;
+        }
+        Ok(())
     }
 }
 
@@ -463,6 +755,56 @@ mod tests {
         for (argv, want) in cases {
             assert_eq!(fatal(argv), *want, "{argv:?}");
         }
+    }
+
+    #[test]
+    fn extension_options() {
+        let c = parse(&["h"]).unwrap();
+        assert_eq!(c.ext, Extensions::default());
+        assert!(!c.ext.active(), "no option: Postfix's dialogue");
+        let c = parse(&["--starttls", "h"]).unwrap();
+        assert!(c.ext.ehlo, "--starttls implies EHLO");
+        assert_eq!(c.ext.tls, TlsMode::Starttls);
+        let c = parse(&["--tls", "--tls", "h"]).unwrap();
+        assert_eq!(c.ext.tls, TlsMode::Implicit);
+        assert!(!c.ext.ehlo && c.ext.active());
+        let c = parse(&["--ehlo", "--bdat", "h"]).unwrap();
+        assert_eq!(c.ext.bdat, Some(bdat_send::DEFAULT_CHUNK));
+        let c = parse(&["--ehlo", "--bdat=100", "--bdat=7", "h"]).unwrap();
+        assert_eq!(c.ext.bdat, Some(7), "last one wins");
+        let c = parse(&[
+            "--tls",
+            "--ehlo",
+            "--auth",
+            "login",
+            "--auth-user",
+            "u",
+            "--auth-password",
+            "",
+            "--tls-verify",
+            "--tls-ca",
+            "ca.pem",
+            "--tls-resume",
+            "--pipelining",
+            "--smtputf8",
+            "--8bitmime",
+            "--size",
+            "h",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.ext.auth,
+            Some(AuthConfig {
+                mech: Mechanism::Login,
+                user: b"u".to_vec(),
+                password: Vec::new(),
+            })
+        );
+        assert_eq!(c.ext.tls_ca, Some(PathBuf::from("ca.pem")));
+        assert!(c.ext.tls_resume && c.ext.pipelining && c.ext.smtputf8);
+        assert!(c.ext.eightbitmime && c.ext.size);
+        // Checked before the operand count, like Postfix's own options.
+        assert_eq!(fatal(&["--pipelining"]), "--pipelining requires --ehlo");
     }
 
     #[test]

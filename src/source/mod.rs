@@ -57,6 +57,8 @@ pub(crate) struct Shared {
     rcpt_counter: AtomicI32,
     messages: AtomicU64,
     connections: AtomicU64,
+    /// The ESMTP/TLS settings (issue #7); `None` keeps Postfix's dialogue.
+    esmtp: Option<session::esmtp::Setup>,
     date: OnceLock<String>,
     connect_gate: Semaphore,
     pid: u32,
@@ -117,7 +119,13 @@ pub async fn run(config: SourceConfig) -> Result<Summary> {
         (None, None) => message::DEFAULT_BODY.to_vec(),
     };
 
-    let target = match endpoint::parse_source(&config.endpoint)? {
+    let endpoint = endpoint::parse_source(&config.endpoint)?;
+    // The TLS server name (SNI, verification) is the endpoint's host.
+    let tls_host = match &endpoint {
+        Endpoint::Inet { host, .. } => host.clone(),
+        Endpoint::Unix(_) => None,
+    };
+    let target = match endpoint {
         Endpoint::Unix(path) => {
             use std::os::unix::ffi::OsStrExt;
             if path.as_os_str().as_bytes().len() >= UNIX_PATH_MAX {
@@ -156,7 +164,18 @@ pub async fn run(config: SourceConfig) -> Result<Summary> {
         body: body.into(),
     };
     let verb: &[u8] = if config.lmtp { b"LHLO " } else { b"HELO " };
+    let esmtp = if config.ext.active() {
+        Some(session::esmtp::Setup::new(
+            &config,
+            tls_host.as_deref(),
+            &host,
+            &template.body,
+        )?)
+    } else {
+        None
+    };
     let shared = Arc::new(Shared {
+        esmtp,
         helo: [verb, &host].concat(),
         mail: [&b"MAIL FROM:<"[..], &sender, b">"].concat(),
         rcpt_local: rcpt_local.to_vec(),

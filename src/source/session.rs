@@ -15,6 +15,8 @@ use crate::conn::Connection;
 use crate::diag::{self, Error, Result};
 use crate::proto::reply::{Event, ReplyParser};
 
+use crate::tls::MaybeTls;
+
 use super::message::errno_text;
 use super::net::{self, ConnectError, Stream};
 use super::Shared;
@@ -31,11 +33,17 @@ const WRITE_SLICE: usize = 1 << 20;
 /// Pause between connect attempts (Postfix: 10 µs).
 const RETRY_PAUSE: Duration = Duration::from_micros(10);
 
+pub(super) mod esmtp;
+
 /// What the session was doing when an I/O failure happened (spec 10).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ctx {
     Greeting,
     Helo,
+    /// ESMTP path only (issue #7).
+    Ehlo,
+    Starttls,
+    Auth,
     Mail,
     Rcpt,
     Data,
@@ -52,7 +60,8 @@ enum Next {
 }
 
 struct Conn {
-    io: Connection<Stream>,
+    /// Plain unless the ESMTP path started TLS.
+    io: Connection<MaybeTls<Stream>>,
     fd: i32,
     /// Input disabled by the over-long reply rule: every read is EOF.
     disabled: bool,
@@ -68,6 +77,8 @@ pub(crate) struct Session {
     /// The number used in this session's last numbered RCPT.
     last_rcpt: i32,
     rng: Option<SmallRng>,
+    /// ESMTP path state (empty unless an extension option is on).
+    esmtp: esmtp::State,
 }
 
 /// `421`/`521` mean the server is closing the channel (RFC 5321 §3.8).
@@ -88,12 +99,16 @@ impl Session {
             parser: ReplyParser::new(),
             last_rcpt: 0,
             rng,
+            esmtp: esmtp::State::default(),
         }
     }
 
     /// Run messages until the shared pool is empty. `first` is the outcome
     /// of the start-up check (done in session order by the caller).
     pub(crate) async fn run(mut self, first: bool) -> Result<()> {
+        if self.shared.esmtp.is_some() {
+            return self.run_esmtp(first).await;
+        }
         let mut go = first;
         while go {
             self.message().await?;
@@ -122,6 +137,10 @@ impl Session {
             Ctx::Greeting => "reading server greeting",
             Ctx::Helo if self.shared.config.lmtp => "sending LHLO",
             Ctx::Helo => "sending HELO",
+            Ctx::Ehlo if self.shared.config.lmtp => "sending LHLO",
+            Ctx::Ehlo => "sending EHLO",
+            Ctx::Starttls => "sending STARTTLS",
+            Ctx::Auth => "sending AUTH",
             Ctx::Mail => "sending sender",
             Ctx::Rcpt => "sending recipient",
             Ctx::Data => "sending DATA command",
@@ -178,7 +197,7 @@ impl Session {
         self.parser.reset();
         self.conn = Some(Conn {
             fd: stream.fd(),
-            io: Connection::new(stream, READ_CHUNK),
+            io: Connection::new(MaybeTls::Plain(stream), READ_CHUNK),
             disabled: false,
         });
         Ok(())

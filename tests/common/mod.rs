@@ -444,6 +444,7 @@ pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("tempdir")
 }
 pub mod capture;
+pub mod esmtp;
 pub mod mta;
 pub mod sink;
 pub mod tls;

@@ -237,7 +237,7 @@ impl Session {
         if self.shared.config.verbose > 0 {
             match log {
                 Some(text) => diag::info(text),
-                None => diag::info(&String::from_utf8_lossy(line)),
+                None => diag::info(&diag::sanitize(line)),
             }
         }
         let buf = self.conn(ctx_of(stage))?.io.write_buf();
@@ -484,7 +484,7 @@ impl Session {
     /// Log a command line just appended at `start` (under `-v`), add CRLF.
     fn end_line(&self, out: &mut BytesMut, start: usize) {
         if self.shared.config.verbose > 0 {
-            diag::info(&String::from_utf8_lossy(&out[start..]));
+            diag::info(&diag::sanitize(&out[start..]));
         }
         out.extend_from_slice(b"\r\n");
     }
@@ -537,9 +537,7 @@ impl Session {
         let verbose = self.shared.config.verbose > 0;
         for c in self.esmtp.framer.chunks() {
             if verbose {
-                diag::info(&String::from_utf8_lossy(
-                    &self.esmtp.framer.cmds()[c.line.clone()],
-                ));
+                diag::info(&diag::sanitize(&self.esmtp.framer.cmds()[c.line.clone()]));
             }
             self.esmtp.pipe.push(if c.last {
                 Stage::LastChunk
@@ -715,7 +713,7 @@ impl Session {
         let mut flow = None;
         for chunk in framer.chunks() {
             if config.verbose > 0 {
-                diag::info(&String::from_utf8_lossy(&framer.cmds()[chunk.line.clone()]));
+                diag::info(&diag::sanitize(&framer.cmds()[chunk.line.clone()]));
             }
             let stage = if chunk.last {
                 Stage::LastChunk

@@ -10,6 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use crate::args::{self, Key, LongOpt, Occurrence, Parsed, ShortOpt, ToolSpec};
 use crate::diag::{self, Error, Result};
 use crate::endpoint::Family;
+use crate::measure::options::{SinkOptions, SINK_LONGS};
 
 /// The commands the sink knows, in Postfix's table order. `Connect` is the
 /// pseudo-command run when a client connects (the greeting).
@@ -290,6 +291,8 @@ pub struct SinkConfig {
     pub chunking: bool,
     /// `--smtputf8`: announce SMTPUTF8; dumps keep UTF-8 arguments.
     pub smtputf8: bool,
+    /// The measurement long options (issue #6); all off by default.
+    pub measure: SinkOptions,
 }
 
 impl Default for SinkConfig {
@@ -330,6 +333,7 @@ impl Default for SinkConfig {
             auth: None,
             chunking: false,
             smtputf8: false,
+            measure: SinkOptions::default(),
         }
     }
 }
@@ -543,13 +547,16 @@ const LONGS: &[LongOpt] = &[
     ),
 ];
 
+/// The issue #7 options, then the measurement options (issue #6).
+const ALL_LONGS: [LongOpt; LONGS.len() + SINK_LONGS.len()] = args::join_longs(LONGS, SINK_LONGS);
+
 pub const SPEC: ToolSpec = ToolSpec {
     name: "smtp-sink",
     about: "SMTP/LMTP test server that accepts mail and discards it, or dumps it \
             to files (a drop-in replacement for Postfix's smtp-sink)",
     operands: "[inet:][host]:port backlog | unix:pathname backlog",
     shorts: SHORTS,
-    longs: LONGS,
+    longs: &ALL_LONGS,
     after_help: "COMMANDS lists are names separated by comma, space or tab: connect, helo, \
                  ehlo, lhlo, xclient, xforward, auth, mail, rcpt, data, ., rset, noop, vrfy, quit; \
                  also starttls with a TLS certificate and bdat with --chunking.\n\
@@ -765,7 +772,9 @@ impl SinkConfig {
             let letter = match opt.key {
                 Key::Short(letter) => letter,
                 Key::Long(name) => {
-                    c.long_option(name, v, &mut tls);
+                    if !c.measure.apply(name, v)? {
+                        c.long_option(name, v, &mut tls);
+                    }
                     continue;
                 }
             };
@@ -899,6 +908,7 @@ impl SinkConfig {
                 _ => {}
             }
         }
+        c.measure.check(c.counters)?;
         if operands.len() != 2 {
             return Err(Error::Usage);
         }

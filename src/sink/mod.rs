@@ -44,6 +44,7 @@ use tokio::task::JoinSet;
 
 use crate::diag::{self, Error, Result};
 use crate::endpoint::{self, Endpoint, Family};
+use crate::measure::sink_side::SinkMeasure;
 use dump::{errno_text, ClientAddr};
 use session::{Counters, Event, Shared};
 
@@ -63,6 +64,7 @@ pub struct Server {
     tls: Option<session::ServerTls>,
     listener: StdListener,
     local_addr: Option<SocketAddr>,
+    measure: Option<Arc<SinkMeasure>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -278,6 +280,7 @@ impl Server {
             syslog::open(basename(diag::prog()));
         }
         Ok(Server {
+            measure: SinkMeasure::new(&config.measure).map(Arc::new),
             config,
             tls,
             listener,
@@ -288,6 +291,13 @@ impl Server {
     /// The bound TCP address (`None` for a UNIX-domain socket).
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.local_addr
+    }
+
+    /// The measurements (issue #6), when a measurement option is on: the
+    /// caller may print the tracking report itself (on a signal) with
+    /// [`SinkMeasure::finish`].
+    pub fn measure(&self) -> Option<Arc<SinkMeasure>> {
+        self.measure.clone()
     }
 
     /// Accept and serve sessions until `-M`/`-n` is reached (`Ok`) or a
@@ -301,8 +311,10 @@ impl Server {
             events,
             timeout: Duration::from_secs(u64::from(self.config.timeout)),
             tls: self.tls,
+            measure: self.measure,
             config: self.config,
         });
+        let _stats = shared.measure.as_ref().and_then(|m| m.spawn_stats());
         let listener = match self.listener {
             StdListener::Tcp(l) => Listener::Tcp(
                 tokio::net::TcpListener::from_std(l).map_err(|e| io_fatal("listen", &e))?,
@@ -319,7 +331,7 @@ impl Server {
             if permit.is_none() {
                 tokio::select! {
                     biased;
-                    ev = rx.recv() => return outcome(ev),
+                    ev = rx.recv() => return ended(&shared, outcome(ev)),
                     Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                     p = slots.clone().acquire_owned() => permit = p.ok(),
                 }
@@ -327,7 +339,7 @@ impl Server {
             }
             tokio::select! {
                 biased;
-                ev = rx.recv() => return outcome(ev),
+                ev = rx.recv() => return ended(&shared, outcome(ev)),
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 accepted = listener.accept() => match accepted {
                     Ok(stream) => {
@@ -368,6 +380,14 @@ impl Server {
                 },
             }
         }
+    }
+}
+
+/// The server's end: with `--track`, print the tracking report first.
+fn ended(shared: &Shared, result: Result<()>) -> Result<()> {
+    match &shared.measure {
+        Some(m) => m.ended(result),
+        None => result,
     }
 }
 

@@ -31,6 +31,8 @@ use super::reply::{self, Replies};
 use super::syslog;
 use crate::conn::Connection;
 use crate::diag;
+use crate::measure::sink_side::SinkMeasure;
+use crate::measure::track::HeaderScanner;
 use crate::proto::data::DataScanner;
 use crate::proto::line::{split_command, Frame, LineReader};
 use crate::tls::MaybeTls;
@@ -87,6 +89,8 @@ pub(crate) struct Shared {
     pub timeout: Duration,
     /// `--tls-cert`/`--tls-self-signed`: the TLS acceptor.
     pub tls: Option<ServerTls>,
+    /// Measurements (issue #6); `None` without a measurement option.
+    pub measure: Option<std::sync::Arc<SinkMeasure>>,
 }
 
 /// How a step of the session went.
@@ -126,6 +130,9 @@ pub(crate) async fn run<S>(shared: std::sync::Arc<Shared>, stream: S, client: Cl
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    if let Some(m) = &shared.measure {
+        m.session_started();
+    }
     let mut session = Session::new(&shared, stream, client);
     let flow = session.run().await;
     match flow {
@@ -148,6 +155,9 @@ where
         Flow::Continue => {}
     }
     drop(session);
+    if let Some(m) = &shared.measure {
+        m.session_ended();
+    }
     let counters = &shared.counters;
     counters.sess.fetch_add(1, Ordering::Relaxed);
     if shared.config.counters {
@@ -186,6 +196,8 @@ struct Session<'a, S> {
     eof: bool,
     /// STARTTLS/AUTH/BDAT state (issue #7).
     ext: extensions::State<'a>,
+    /// `--track`: finds the tracking headers of the current message.
+    track: Option<Box<HeaderScanner>>,
 }
 
 impl<S> Drop for Session<'_, S> {
@@ -272,6 +284,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             big_rbuf: false,
             eof: false,
             ext: extensions::State::default(),
+            track: shared.measure.as_ref().and_then(|m| m.scanner()),
         }
     }
 
@@ -449,6 +462,13 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                         Some(dump) => self.scanner.scan_dump(rbuf, |run| dump.write(run)),
                         None => self.scanner.find_end(rbuf),
                     };
+                    if let Some(m) = &self.shared.measure {
+                        let content = &rbuf[..found.unwrap_or(rbuf.len())];
+                        m.bytes(content.len());
+                        if let Some(t) = self.track.as_mut().filter(|t| !t.is_done()) {
+                            t.feed(content);
+                        }
+                    }
                     match found {
                         None => {
                             let n = rbuf.len();
@@ -661,6 +681,9 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                 } else {
                     self.reply(reply::START_DATA).await?;
                     let proto = self.proto_name();
+                    if let Some(t) = &mut self.track {
+                        t.reset();
+                    }
                     if let Some(dump) = &mut self.dump {
                         let config = &self.shared.config;
                         dump.received(self.helo.as_deref(), &self.client, &config.hostname, proto);
@@ -718,6 +741,9 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             }
         }
         let shared = self.shared;
+        if let Some(m) = &shared.measure {
+            m.message(self.track.as_ref().and_then(|t| t.tag()));
+        }
         let mesg = shared.counters.mesg.fetch_add(1, Ordering::Relaxed) + 1;
         if shared.config.counters {
             shared.counters.print();

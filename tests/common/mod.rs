@@ -445,6 +445,7 @@ pub fn tempdir() -> tempfile::TempDir {
 }
 pub mod capture;
 pub mod esmtp;
+pub mod measure;
 pub mod mta;
 pub mod sink;
 pub mod tls;

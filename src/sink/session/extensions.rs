@@ -230,6 +230,9 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             None => {
                 if !self.ext.bdat_used {
                     self.ext.bdat_used = true;
+                    if let Some(t) = &mut self.track {
+                        t.reset();
+                    }
                     let proto = self.proto_name();
                     if let Some(dump) = &mut self.dump {
                         let config = &self.shared.config;
@@ -256,8 +259,18 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         };
         let rbuf = self.conn.read_buf();
         let n = chunk.take(rbuf.len());
-        if let (ChunkEnd::Accept, Some(dump)) = (self.ext.chunk_end, &mut self.dump) {
-            bdat::dump_transform(&rbuf[..n], |run| dump.write(run));
+        if let ChunkEnd::Accept = self.ext.chunk_end {
+            let content = &rbuf[..n];
+            if let Some(dump) = &mut self.dump {
+                bdat::dump_transform(content, |run| dump.write(run));
+            }
+            // Issue #6 measurements see BDAT content as they see DATA.
+            if let Some(m) = &self.shared.measure {
+                m.bytes(content.len());
+                if let Some(t) = self.track.as_mut().filter(|t| !t.is_done()) {
+                    t.feed(content);
+                }
+            }
         }
         self.conn.consume(n);
         if !chunk.is_complete() {
@@ -304,6 +317,9 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             }
         }
         let shared = self.shared;
+        if let Some(m) = &shared.measure {
+            m.message(self.track.as_ref().and_then(|t| t.tag()));
+        }
         let mesg = shared
             .counters
             .mesg

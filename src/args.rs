@@ -51,6 +51,32 @@ pub struct LongOpt {
     pub help: &'static str,
 }
 
+/// Join two lists of long options at compile time, so that a tool can keep
+/// its option groups apart:
+/// `const ALL: [LongOpt; A.len() + B.len()] = args::join_longs(A, B);`
+pub const fn join_longs<const N: usize>(a: &[LongOpt], b: &[LongOpt]) -> [LongOpt; N] {
+    assert!(
+        a.len() + b.len() == N,
+        "join_longs: N must be a.len() + b.len()"
+    );
+    let mut out = [LongOpt {
+        name: "",
+        value: None,
+        help: "",
+    }; N];
+    let mut i = 0;
+    while i < a.len() {
+        out[i] = a[i];
+        i += 1;
+    }
+    let mut j = 0;
+    while j < b.len() {
+        out[a.len() + j] = b[j];
+        j += 1;
+    }
+    out
+}
+
 /// Everything `parse` needs to know about a tool's command line.
 #[derive(Debug, Clone, Copy)]
 pub struct ToolSpec {

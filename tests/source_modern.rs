@@ -773,9 +773,17 @@ fn mail_parameters_and_utf8_addresses() {
             "δοκιμή@παράδειγμα.δοκιμή",
             "-M",
             "vm",
+            "-v",
         ],
     );
     ok(&out);
+    // Diagnostics show each non-ASCII byte as `?`, as Postfix prints them.
+    assert!(
+        out.stderr_text()
+            .contains("smtp-source: MAIL FROM:<j??s??@ex??mple.test> SIZE="),
+        "{}",
+        out.stderr_text()
+    );
     let rec = &server.records()[0];
     let l = lines(rec);
     let content = &contents(rec)[0];

@@ -7,6 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use anyhow::Context;
 use smtpstone::diag::{self, EXIT_FATAL};
+use smtpstone::measure::sink_side::{die_of, StopSignals};
 use smtpstone::sink::{self, Command, Server, SinkConfig};
 
 fn main() {
@@ -49,7 +50,21 @@ fn run(config: SinkConfig) -> anyhow::Result<()> {
         .context("tokio runtime")?;
     runtime.block_on(async {
         let server = Server::bind(config)?;
-        server.run().await
+        // --track (issue #6): SIGINT/SIGTERM print the tracking report, then
+        // the process dies of the signal as Postfix's sink does.
+        let Some(measure) = server.measure().filter(|m| m.tracks()) else {
+            return server.run().await.map_err(anyhow::Error::from);
+        };
+        let mut signals = StopSignals::install().context("signal handlers")?;
+        tokio::select! {
+            result = server.run() => result.map_err(anyhow::Error::from),
+            stop = signals.recv() => {
+                if let Err(e) = measure.finish() {
+                    diag::report(&e, &sink::usage());
+                }
+                die_of(stop)
+            }
+        }
     })?;
     Ok(())
 }

@@ -6,7 +6,7 @@
 //! None of them has a short form, so a Postfix command line never reaches
 //! this code.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -50,13 +50,9 @@ pub const SOURCE_LONGS: &[LongOpt] = &[
     },
     LongOpt {
         name: "progress",
-        value: None,
-        help: "Live status line on stderr (rate, sent, errors, p99), when stderr is a terminal",
-    },
-    LongOpt {
-        name: "progress-always",
-        value: None,
-        help: "Like --progress, also when stderr is not a terminal (one line per second)",
+        value: Some("[always]"),
+        help: "Live status line on stderr (rate, sent, errors, p99) when stderr is a \
+               terminal; --progress=always also when it is not (one line per second)",
     },
     LongOpt {
         name: "track",
@@ -114,7 +110,7 @@ pub enum ProgressMode {
     Off,
     /// When stderr is a terminal (`--progress`).
     Terminal,
-    /// Always (`--progress-always`).
+    /// Always (`--progress=always`).
     Always,
 }
 
@@ -131,10 +127,15 @@ pub struct SourceOptions {
     pub rate: Option<f64>,
     /// `--duration D`.
     pub duration: Option<Duration>,
-    /// `--progress` / `--progress-always`.
+    /// `--progress[=always]`.
     pub progress: ProgressMode,
     /// `--track`.
     pub track: bool,
+    /// `-m` was given (with `--duration` and no `-m`, the count is
+    /// unlimited).
+    pub count_given: bool,
+    /// `--merge`: the report files (the operands).
+    pub files: Vec<OsString>,
 }
 
 fn text(value: &[u8]) -> String {
@@ -165,11 +166,17 @@ impl SourceOptions {
                 })?);
             }
             "progress" => {
-                if self.progress == ProgressMode::Off {
-                    self.progress = ProgressMode::Terminal;
+                self.progress = match value {
+                    b"" => ProgressMode::Terminal,
+                    b"always" => ProgressMode::Always,
+                    _ => {
+                        return Err(Error::fatal(format!(
+                            "bad --progress value: {} (only --progress=always)",
+                            text(value)
+                        )))
+                    }
                 }
             }
-            "progress-always" => self.progress = ProgressMode::Always,
             "track" => self.track = true,
             _ => return Ok(false),
         }
@@ -184,6 +191,15 @@ impl SourceOptions {
         Ok(())
     }
 
+    /// The `-m` limit of a run: unlimited with `--duration` and no `-m`.
+    pub fn message_count(&self, m: i32) -> i32 {
+        if self.duration.is_some() && !self.count_given {
+            i32::MAX
+        } else {
+            m
+        }
+    }
+
     /// Whether a run needs per-session recorders.
     pub fn records(&self) -> bool {
         self.report || self.json.is_some() || self.progress != ProgressMode::Off
@@ -196,7 +212,7 @@ impl SourceOptions {
 }
 
 /// smtp-sink's measurement settings.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SinkOptions {
     /// `--track` (or implied by `--json`).
     pub track: bool,
@@ -279,11 +295,16 @@ mod tests {
         assert_eq!(o.duration, Some(Duration::from_secs(60)));
         assert_eq!(o.progress, ProgressMode::Terminal);
         assert!(o.records() && o.any());
-        let o = source(&[("progress-always", ""), ("progress", "")]).expect("valid");
+        let o = source(&[("progress", "always")]).expect("valid");
         assert_eq!(o.progress, ProgressMode::Always);
         let o = source(&[("rate", "5")]).expect("valid");
         assert!(!o.records() && o.any());
         assert!(!SourceOptions::default().any());
+        let mut d = source(&[("duration", "5s")]).expect("valid");
+        assert_eq!(d.message_count(1), i32::MAX);
+        d.count_given = true;
+        assert_eq!(d.message_count(1), 1);
+        assert_eq!(SourceOptions::default().message_count(7), 7);
         let mut o = SourceOptions::default();
         assert!(!o.apply("starttls", b"").expect("not ours"));
     }
@@ -291,6 +312,10 @@ mod tests {
     #[test]
     fn source_messages() {
         assert_eq!(fatal(source(&[("rate", "0")])), "bad --rate value: 0");
+        assert_eq!(
+            fatal(source(&[("progress", "never")])),
+            "bad --progress value: never (only --progress=always)"
+        );
         assert_eq!(fatal(source(&[("rate", "fast")])), "bad --rate value: fast");
         assert_eq!(
             fatal(source(&[("duration", "soon")])),

@@ -190,8 +190,8 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "  latency ms   {:>8} {:>10} {:>10} {:>10} {:>10} {:>10}",
-            "count", "p50", "p90", "p99", "p99.9", "max"
+            "  {:<15}{:>8} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            "latency ms", "count", "p50", "p90", "p99", "p99.9", "max"
         );
         for phase in Phase::ALL {
             let h = &self.latency[phase.index()];
@@ -201,7 +201,7 @@ impl Report {
             let s = hist::summary(h);
             let _ = writeln!(
                 out,
-                "    {:<10} {:>8} {:>10} {:>10} {:>10} {:>10} {:>10}",
+                "    {:<12} {:>8} {:>10} {:>10} {:>10} {:>10} {:>10}",
                 phase.label(lmtp),
                 s.count,
                 hist::ms(s.p50),

@@ -74,11 +74,18 @@ impl SinkMeasure {
         }
     }
 
-    /// Start the `--stats` lines.
-    pub fn spawn_stats(&self) -> Option<JoinHandle<()>> {
+    /// Whether `--track` is on (the sink then has a report to print when
+    /// a signal ends it).
+    pub fn tracks(&self) -> bool {
+        self.tracker.is_some()
+    }
+
+    /// Start the `--stats` lines; they stop when the returned guard is
+    /// dropped.
+    pub fn spawn_stats(&self) -> Option<StatsTask> {
         let every = self.opts.stats?;
         let counters = Arc::clone(&self.stats);
-        Some(tokio::spawn(async move {
+        Some(StatsTask(tokio::spawn(async move {
             let start = Instant::now();
             let mut tick = tokio::time::interval_at(start + every, every);
             let mut prev = counters.snapshot();
@@ -90,7 +97,15 @@ impl SinkMeasure {
                 prev = snap;
                 prev_t = now;
             }
-        }))
+        })))
+    }
+
+    /// The end of a sink: print the tracking report, then pass `result`
+    /// on (a report-writing error only when `result` is `Ok`).
+    pub fn ended(&self, result: Result<()>) -> Result<()> {
+        let reported = self.finish();
+        result?;
+        reported
     }
 
     /// Print the tracking report on stderr and write its JSON, once (the
@@ -114,6 +129,16 @@ impl SinkMeasure {
     }
 }
 
+/// The running `--stats` task; aborted when dropped.
+#[derive(Debug)]
+pub struct StatsTask(JoinHandle<()>);
+
+impl Drop for StatsTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// The signals that end a sink orderly under `--track`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {
@@ -123,15 +148,31 @@ pub enum Stop {
     Terminate,
 }
 
-/// Wait for SIGINT or SIGTERM. Installing the handlers replaces the default
-/// action, so call this only when the sink has a report to print.
-pub async fn stop_signal() -> std::io::Result<Stop> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut term = signal(SignalKind::terminate())?;
-    tokio::select! {
-        _ = int.recv() => Ok(Stop::Interrupt),
-        _ = term.recv() => Ok(Stop::Terminate),
+/// SIGINT/SIGTERM handlers, for a sink that has a report to print.
+/// Installing them replaces the default action (death), so install them
+/// only then; after the report, [`die_of`] restores it.
+#[derive(Debug)]
+pub struct StopSignals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Install the handlers (inside a tokio runtime).
+    pub fn install() -> std::io::Result<StopSignals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Wait for the first of the two signals.
+    pub async fn recv(&mut self) -> Stop {
+        tokio::select! {
+            _ = self.int.recv() => Stop::Interrupt,
+            _ = self.term.recv() => Stop::Terminate,
+        }
     }
 }
 

@@ -94,6 +94,12 @@ impl SourceMeasure {
         }
     }
 
+    /// Whether `--rate` or `--duration` schedules the messages (a session
+    /// must then not send a message's commands ahead of its turn).
+    pub fn paces(&self) -> bool {
+        self.pacing.is_some()
+    }
+
     /// Whether more messages may start (a `-d` session keeps its
     /// connection only then).
     pub fn open(&self) -> bool {
@@ -106,11 +112,25 @@ impl SourceMeasure {
         self.opts.duration.is_some()
     }
 
-    /// With `--track`, append the tracking header lines of the next message.
+    /// With `--track`, add the tracking header lines of the next message
+    /// to `out`, which holds what the message template wrote:
+    /// * `headers`: the generated header block, ended by its empty line;
+    ///   the stamps go before that empty line;
+    /// * otherwise nothing (`-o`, `-F`): the stamps start the message; with
+    ///   `separate` (`-o` without `-F`) an empty line follows, so that the
+    ///   generated body stays body; a `-F` file's own headers join them.
     #[inline]
-    pub fn stamp(&self, out: &mut BytesMut) {
-        if let Some(s) = &self.stamper {
-            s.write(out, track::now_micros());
+    pub fn stamp(&self, out: &mut BytesMut, headers: bool, separate: bool) {
+        let Some(s) = &self.stamper else {
+            return;
+        };
+        let blank = headers && out.ends_with(b"\r\n\r\n");
+        if blank {
+            out.truncate(out.len() - 2);
+        }
+        s.write(out, track::now_micros());
+        if blank || (!headers && separate) {
+            out.extend_from_slice(b"\r\n");
         }
     }
 
@@ -267,6 +287,81 @@ impl Probe {
     }
 }
 
+/// The session's hooks on its optional probe: each is a no-op without one,
+/// so a hook is one line at its call site and one branch on the Postfix
+/// path.
+pub trait Hooks {
+    /// See [`Probe::begin_message`].
+    fn begin_message(&mut self, intended: Instant);
+    /// See [`Probe::end_message`].
+    fn end_message(&mut self, ok: bool);
+    /// See [`Probe::mark`].
+    fn mark(&mut self);
+    /// See [`Probe::connect_failed`].
+    fn connect_failed(&mut self);
+    /// See [`Probe::connected`].
+    fn connected(&mut self);
+    /// `n` bytes are about to be written for a command: count them and
+    /// start timing its reply.
+    fn sending(&mut self, n: usize);
+    /// See [`Probe::sent`].
+    fn sent(&mut self, n: usize);
+    /// See [`Probe::reply`].
+    fn reply(&mut self, phase: Phase, code: u32);
+}
+
+impl Hooks for Option<Box<Probe>> {
+    #[inline]
+    fn begin_message(&mut self, intended: Instant) {
+        if let Some(p) = self {
+            p.begin_message(intended);
+        }
+    }
+    #[inline]
+    fn end_message(&mut self, ok: bool) {
+        if let Some(p) = self {
+            p.end_message(ok);
+        }
+    }
+    #[inline]
+    fn mark(&mut self) {
+        if let Some(p) = self {
+            p.mark();
+        }
+    }
+    #[inline]
+    fn connect_failed(&mut self) {
+        if let Some(p) = self {
+            p.connect_failed();
+        }
+    }
+    #[inline]
+    fn connected(&mut self) {
+        if let Some(p) = self {
+            p.connected();
+        }
+    }
+    #[inline]
+    fn sending(&mut self, n: usize) {
+        if let Some(p) = self {
+            p.sent(n);
+            p.mark();
+        }
+    }
+    #[inline]
+    fn sent(&mut self, n: usize) {
+        if let Some(p) = self {
+            p.sent(n);
+        }
+    }
+    #[inline]
+    fn reply(&mut self, phase: Phase, code: u32) {
+        if let Some(p) = self {
+            p.reply(phase, code);
+        }
+    }
+}
+
 /// `--merge`: read the JSON reports `files`, print the combined report on
 /// stdout and, with `--json`, write it as JSON (to stdout instead of the
 /// text with `--json -`).
@@ -347,6 +442,47 @@ mod tests {
         assert!(report.incomplete);
         assert_eq!(report.protocol, "LMTP");
         assert_eq!(report.run_ids, [track::run_id_text(m.run_id())]);
+    }
+
+    #[test]
+    fn stamps_go_into_the_header_section() {
+        let m = SourceMeasure::new(&opts(|o| o.track = true), false).expect("measure");
+        let run = track::run_id_text(m.run_id());
+        let strip = |b: &BytesMut| {
+            String::from_utf8_lossy(b)
+                .lines()
+                .map(|l| {
+                    if l.starts_with("X-Smtpstone-Sent: ") {
+                        "X-Smtpstone-Sent: T"
+                    } else {
+                        l
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("|")
+        };
+        let mut out = BytesMut::from(&b"From: <a>\r\nTo: <b>\r\n\r\n"[..]);
+        m.stamp(&mut out, true, true);
+        assert_eq!(
+            strip(&out),
+            format!(
+                "From: <a>|To: <b>|X-Smtpstone-Run: {run}|X-Smtpstone-Seq: 0|X-Smtpstone-Sent: T|"
+            )
+        );
+        assert!(out.ends_with(b"\r\n\r\n"));
+        let mut out = BytesMut::new();
+        m.stamp(&mut out, false, true);
+        assert_eq!(
+            strip(&out),
+            format!("X-Smtpstone-Run: {run}|X-Smtpstone-Seq: 1|X-Smtpstone-Sent: T|")
+        );
+        let mut out = BytesMut::new();
+        m.stamp(&mut out, false, false);
+        assert!(!out.ends_with(b"\r\n\r\n"));
+        let none = SourceMeasure::new(&opts(|o| o.report = true), false).expect("measure");
+        let mut out = BytesMut::from(&b"x\r\n\r\n"[..]);
+        none.stamp(&mut out, true, true);
+        assert_eq!(&out[..], b"x\r\n\r\n");
     }
 
     #[test]

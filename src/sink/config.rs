@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use crate::args::{self, Key, Occurrence, Parsed, ShortOpt, ToolSpec};
 use crate::diag::{self, Error, Result};
 use crate::endpoint::Family;
+use crate::measure::options::{SinkOptions, SINK_LONGS};
 
 /// The commands the sink knows, in Postfix's table order. `Connect` is the
 /// pseudo-command run when a client connects (the greeting).
@@ -214,6 +215,8 @@ pub struct SinkConfig {
     /// Refuse to run as root without `-u` (Postfix does; library users that
     /// embed the sink in a root process may turn this off).
     pub require_user_as_root: bool,
+    /// The measurement long options (issue #6); all off by default.
+    pub measure: SinkOptions,
 }
 
 impl Default for SinkConfig {
@@ -250,6 +253,7 @@ impl Default for SinkConfig {
             user: None,
             verbose: 0,
             require_user_as_root: true,
+            measure: SinkOptions::default(),
         }
     }
 }
@@ -415,7 +419,7 @@ pub const SPEC: ToolSpec = ToolSpec {
             to files (a drop-in replacement for Postfix's smtp-sink)",
     operands: "[inet:][host]:port backlog | unix:pathname backlog",
     shorts: SHORTS,
-    longs: &[],
+    longs: SINK_LONGS,
     after_help: "COMMANDS lists are names separated by comma, space or tab: connect, helo, \
                  ehlo, lhlo, xclient, xforward, auth, mail, rcpt, data, ., rset, noop, vrfy, quit.\n\
                  Exit status: 0 after -M/-n conditions, 1 on any fatal error.",
@@ -578,8 +582,12 @@ impl SinkConfig {
         let mut single_dump = None;
         let mut shared_dump = None;
         for opt in opts {
-            let Key::Short(letter) = opt.key else {
-                continue;
+            let letter = match opt.key {
+                Key::Short(letter) => letter,
+                Key::Long(name) => {
+                    c.measure.apply(name, opt.bytes())?;
+                    continue;
+                }
             };
             let v = opt.bytes();
             match letter {
@@ -712,6 +720,7 @@ impl SinkConfig {
                 _ => {}
             }
         }
+        c.measure.check(c.counters)?;
         if operands.len() != 2 {
             return Err(Error::Usage);
         }

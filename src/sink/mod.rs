@@ -44,6 +44,7 @@ use tokio::task::JoinSet;
 
 use crate::diag::{self, Error, Result};
 use crate::endpoint::{self, Endpoint, Family};
+use crate::measure::sink_side::SinkMeasure;
 use dump::{errno_text, ClientAddr};
 use session::{Counters, Event, Shared};
 
@@ -62,6 +63,7 @@ pub struct Server {
     config: SinkConfig,
     listener: StdListener,
     local_addr: Option<SocketAddr>,
+    measure: Option<Arc<SinkMeasure>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -255,6 +257,7 @@ impl Server {
             syslog::open(basename(diag::prog()));
         }
         Ok(Server {
+            measure: SinkMeasure::new(&config.measure).map(Arc::new),
             config,
             listener,
             local_addr,
@@ -264,6 +267,13 @@ impl Server {
     /// The bound TCP address (`None` for a UNIX-domain socket).
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.local_addr
+    }
+
+    /// The measurements (issue #6), when a measurement option is on: the
+    /// caller may print the tracking report itself (on a signal) with
+    /// [`SinkMeasure::finish`].
+    pub fn measure(&self) -> Option<Arc<SinkMeasure>> {
+        self.measure.clone()
     }
 
     /// Accept and serve sessions until `-M`/`-n` is reached (`Ok`) or a
@@ -276,8 +286,10 @@ impl Server {
             counters: Counters::default(),
             events,
             timeout: Duration::from_secs(u64::from(self.config.timeout)),
+            measure: self.measure,
             config: self.config,
         });
+        let _stats = shared.measure.as_ref().and_then(|m| m.spawn_stats());
         let listener = match self.listener {
             StdListener::Tcp(l) => Listener::Tcp(
                 tokio::net::TcpListener::from_std(l).map_err(|e| io_fatal("listen", &e))?,
@@ -294,7 +306,7 @@ impl Server {
             if permit.is_none() {
                 tokio::select! {
                     biased;
-                    ev = rx.recv() => return outcome(ev),
+                    ev = rx.recv() => return ended(&shared, outcome(ev)),
                     Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                     p = slots.clone().acquire_owned() => permit = p.ok(),
                 }
@@ -302,7 +314,7 @@ impl Server {
             }
             tokio::select! {
                 biased;
-                ev = rx.recv() => return outcome(ev),
+                ev = rx.recv() => return ended(&shared, outcome(ev)),
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 accepted = listener.accept() => match accepted {
                     Ok(stream) => {
@@ -343,6 +355,14 @@ impl Server {
                 },
             }
         }
+    }
+}
+
+/// The server's end: with `--track`, print the tracking report first.
+fn ended(shared: &Shared, result: Result<()>) -> Result<()> {
+    match &shared.measure {
+        Some(m) => m.ended(result),
+        None => result,
     }
 }
 

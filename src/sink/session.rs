@@ -24,6 +24,8 @@ use super::reply::{self, Replies};
 use super::syslog;
 use crate::conn::Connection;
 use crate::diag;
+use crate::measure::sink_side::SinkMeasure;
+use crate::measure::track::HeaderScanner;
 use crate::proto::data::DataScanner;
 use crate::proto::line::{split_command, Frame, LineReader};
 
@@ -77,6 +79,8 @@ pub(crate) struct Shared {
     pub counters: Counters,
     pub events: UnboundedSender<Event>,
     pub timeout: Duration,
+    /// Measurements (issue #6); `None` without a measurement option.
+    pub measure: Option<std::sync::Arc<SinkMeasure>>,
 }
 
 /// How a step of the session went.
@@ -112,6 +116,9 @@ pub(crate) async fn run<S>(shared: std::sync::Arc<Shared>, stream: S, client: Cl
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    if let Some(m) = &shared.measure {
+        m.session_started();
+    }
     let mut session = Session::new(&shared, stream, client);
     let flow = session.run().await;
     match flow {
@@ -134,6 +141,9 @@ where
         Flow::Continue => {}
     }
     drop(session);
+    if let Some(m) = &shared.measure {
+        m.session_ended();
+    }
     let counters = &shared.counters;
     counters.sess.fetch_add(1, Ordering::Relaxed);
     if shared.config.counters {
@@ -170,6 +180,8 @@ struct Session<'a, S> {
     big_rbuf: bool,
     /// The peer closed (or the connection failed) while probing for input.
     eof: bool,
+    /// `--track`: finds the tracking headers of the current message.
+    track: Option<Box<HeaderScanner>>,
 }
 
 impl<S> Drop for Session<'_, S> {
@@ -245,6 +257,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             hold_until: None,
             big_rbuf: false,
             eof: false,
+            track: shared.measure.as_ref().and_then(|m| m.scanner()),
         }
     }
 
@@ -409,6 +422,13 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                         Some(dump) => self.scanner.scan_dump(rbuf, |run| dump.write(run)),
                         None => self.scanner.find_end(rbuf),
                     };
+                    if let Some(m) = &self.shared.measure {
+                        let content = &rbuf[..found.unwrap_or(rbuf.len())];
+                        m.bytes(content.len());
+                        if let Some(t) = self.track.as_mut().filter(|t| !t.is_done()) {
+                            t.feed(content);
+                        }
+                    }
                     match found {
                         None => {
                             let n = rbuf.len();
@@ -596,6 +616,9 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                     self.reply(reply::NEED_RCPT).await?;
                 } else {
                     self.reply(reply::START_DATA).await?;
+                    if let Some(t) = &mut self.track {
+                        t.reset();
+                    }
                     if let Some(dump) = &mut self.dump {
                         let config = &self.shared.config;
                         dump.received(
@@ -658,6 +681,9 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             }
         }
         let shared = self.shared;
+        if let Some(m) = &shared.measure {
+            m.message(self.track.as_ref().and_then(|t| t.tag()));
+        }
         let mesg = shared.counters.mesg.fetch_add(1, Ordering::Relaxed) + 1;
         if shared.config.counters {
             shared.counters.print();

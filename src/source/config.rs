@@ -13,6 +13,7 @@ use std::time::Duration;
 use crate::args::{self, Key, LongOpt, Occurrence, Parsed, ShortOpt, ToolSpec};
 use crate::diag::{self, Error, Result};
 use crate::endpoint::Family;
+use crate::measure::options::{SourceOptions, SOURCE_LONGS};
 use crate::proto::bdat_send;
 use crate::proto::ehlo::Mechanism;
 use crate::proto::hostname;
@@ -149,7 +150,7 @@ pub const SPEC: ToolSpec = ToolSpec {
     about: "SMTP/LMTP load generator, a drop-in replacement for Postfix's smtp-source",
     operands: "[inet:]host[:port] | unix:pathname",
     shorts: SHORTS,
-    longs: EXT_LONGS,
+    longs: &LONGS,
     after_help: "Numeric arguments follow C atoi() rules. Exit status: 0 when all messages \
 were processed, 1 on any fatal error.",
 };
@@ -208,6 +209,8 @@ pub struct SourceConfig {
     /// The ESMTP/TLS extension options (issue #7); all off by default, and
     /// then the session is exactly Postfix's.
     pub ext: Extensions,
+    /// The measurement long options (issue #6); all off by default.
+    pub measure: SourceOptions,
 }
 
 /// What the command line asks for.
@@ -306,12 +309,15 @@ impl SourceConfig {
             endpoint: Vec::new(),
             io_timeout: IO_TIMEOUT,
             ext: Extensions::default(),
+            measure: SourceOptions::default(),
         };
         for opt in opts {
             let letter = match opt.key {
                 Key::Short(letter) => letter,
                 Key::Long(name) => {
-                    c.ext.set(name, opt)?;
+                    if !c.measure.apply(name, opt.bytes())? {
+                        c.ext.set(name, opt)?;
+                    }
                     continue;
                 }
             };
@@ -384,6 +390,12 @@ impl SourceConfig {
             }
         }
         c.ext.check(c.old_mode)?;
+        c.measure.check(c.counter)?;
+        c.measure.count_given = opts.iter().any(|o| o.key == Key::Short('m'));
+        if c.measure.merge {
+            c.measure.files = operands.to_vec();
+            return Ok(c);
+        }
         if operands.len() != 1 {
             return Err(Error::Usage);
         }
@@ -473,6 +485,11 @@ no dot-stuffing (needs --ehlo)",
         help: "RFC 1870: add SIZE=n (the message size) to MAIL FROM (needs --ehlo)",
     },
 ];
+
+/// Every long option: the extensions (issue #7), then the measurements
+/// (issue #6, [`SOURCE_LONGS`]).
+const LONGS: [LongOpt; EXT_LONGS.len() + SOURCE_LONGS.len()] =
+    args::join_longs(EXT_LONGS, SOURCE_LONGS);
 
 /// How TLS is started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -23,6 +23,7 @@ pub use config::{Command, SourceConfig};
 
 use crate::diag::{self, Error, Result};
 use crate::endpoint::{self, Endpoint};
+use crate::measure::source_side::{self as measure, SourceMeasure};
 use crate::proto::{date, hostname};
 use message::Template;
 use net::Target;
@@ -62,6 +63,8 @@ pub(crate) struct Shared {
     date: OnceLock<String>,
     connect_gate: Semaphore,
     pid: u32,
+    /// Measurements (issue #6); `None` without a measurement option.
+    measure: Option<SourceMeasure>,
 }
 
 impl Shared {
@@ -113,6 +116,11 @@ fn system_hostname() -> Result<Vec<u8>> {
 /// (the other sessions are dropped, which resets their connections). With
 /// `-c`, the final `\n` is written to stdout on success.
 pub async fn run(config: SourceConfig) -> Result<Summary> {
+    if config.measure.merge {
+        // --merge: combine reports, send nothing.
+        measure::merge_files(&config.measure.files, config.measure.json.as_ref())?;
+        return Ok(Summary::default());
+    }
     let body: Vec<u8> = match (&config.file, config.length) {
         (Some(path), _) => message::file_body(&message::read_file(path)?),
         (None, Some(length)) => message::generated_body(length),
@@ -182,13 +190,14 @@ pub async fn run(config: SourceConfig) -> Result<Summary> {
         rcpt_domain: rcpt_domain.to_vec(),
         template,
         target,
-        remaining: AtomicI32::new(config.messages),
+        remaining: AtomicI32::new(config.measure.message_count(config.messages)),
         rcpt_counter: AtomicI32::new(0),
         messages: AtomicU64::new(0),
         connections: AtomicU64::new(0),
         date: OnceLock::new(),
         connect_gate: Semaphore::new(1),
         pid: std::process::id(),
+        measure: SourceMeasure::new(&config.measure, config.lmtp),
         config,
     });
 
@@ -200,12 +209,26 @@ pub async fn run(config: SourceConfig) -> Result<Summary> {
         let session = session::Session::new(Arc::clone(&shared), index);
         tasks.spawn(session.run(first));
     }
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(e) => return Err(Error::fatal(format!("session task failed: {e}"))),
+    let progress = shared.measure.as_ref().and_then(|m| m.spawn_progress());
+    let outcome = loop {
+        match tasks.join_next().await {
+            None => break Ok(()),
+            Some(Ok(Ok(()))) => {}
+            Some(Ok(Err(e))) => break Err(e),
+            Some(Err(e)) => break Err(Error::fatal(format!("session task failed: {e}"))),
         }
+    };
+    if let Some(m) = &shared.measure {
+        // Every session's recorder is handed over when its task is gone.
+        tasks.shutdown().await;
+        if let Some(p) = progress {
+            p.stop();
+        }
+        let reported = m.finish(outcome.is_err());
+        outcome?;
+        reported?;
+    } else {
+        outcome?;
     }
     if shared.config.counter {
         use std::io::Write;

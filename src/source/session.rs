@@ -13,6 +13,8 @@ use rand::{Rng, SeedableRng};
 
 use crate::conn::Connection;
 use crate::diag::{self, Error, Result};
+use crate::measure::recorder::Phase;
+use crate::measure::source_side::{Hooks as _, Probe};
 use crate::proto::reply::{Event, ReplyParser};
 
 use crate::tls::MaybeTls;
@@ -79,6 +81,8 @@ pub(crate) struct Session {
     rng: Option<SmallRng>,
     /// ESMTP path state (empty unless an extension option is on).
     esmtp: esmtp::State,
+    /// Measurement hooks (issue #6); `None` unless the run records.
+    probe: Option<Box<Probe>>,
 }
 
 /// `421`/`521` mean the server is closing the channel (RFC 5321 §3.8).
@@ -88,6 +92,7 @@ fn is_closing(code: u32) -> bool {
 
 impl Session {
     pub(crate) fn new(shared: Arc<Shared>, index: u32) -> Session {
+        let probe = shared.measure.as_ref().and_then(|m| m.probe());
         let rng = shared
             .config
             .random_delay
@@ -100,6 +105,7 @@ impl Session {
             last_rcpt: 0,
             rng,
             esmtp: esmtp::State::default(),
+            probe,
         }
     }
 
@@ -111,9 +117,40 @@ impl Session {
         }
         let mut go = first;
         while go {
-            self.message().await?;
+            if !self.measured_start().await {
+                self.quit_kept().await?;
+                break;
+            }
+            let res = self.message().await;
+            self.probe.end_message(res.is_ok());
+            res?;
             self.pause().await;
             go = self.shared.take_message();
+        }
+        Ok(())
+    }
+
+    /// Measurements (issue #6): wait for this message's turn under
+    /// `--rate`, and start timing it. False when `--duration` is over.
+    async fn measured_start(&mut self) -> bool {
+        let shared = Arc::clone(&self.shared);
+        let Some(m) = &shared.measure else {
+            return true;
+        };
+        let Some(start) = m.next_start().await else {
+            return false;
+        };
+        self.probe.begin_message(start);
+        true
+    }
+
+    /// `--duration` is over while `-d` kept the connection: end it with QUIT.
+    async fn quit_kept(&mut self) -> Result<()> {
+        if self.conn.is_some() {
+            self.command(b"QUIT", Ctx::Message).await?;
+            let code = self.reply(Ctx::Message).await?;
+            self.probe.reply(Phase::Quit, code);
+            self.close();
         }
         Ok(())
     }
@@ -170,6 +207,7 @@ impl Session {
 
     async fn connect(&mut self) -> Result<()> {
         let shared = Arc::clone(&self.shared);
+        self.probe.mark();
         // At most one connect in progress for the whole process, FIFO.
         let _permit = shared
             .connect_gate
@@ -185,6 +223,7 @@ impl Session {
                 Err(ConnectError::Connect(e)) => {
                     self.attempts_left = self.attempts_left.saturating_sub(1);
                     let text = format!("connect: {}", errno_text(&e));
+                    self.probe.connect_failed();
                     if self.attempts_left == 0 {
                         return Err(Error::fatal(text));
                     }
@@ -194,6 +233,7 @@ impl Session {
             }
         };
         shared.connections.fetch_add(1, Ordering::Relaxed);
+        self.probe.connected();
         self.parser.reset();
         self.conn = Some(Conn {
             fd: stream.fd(),
@@ -213,6 +253,10 @@ impl Session {
     async fn send(&mut self, ctx: Ctx) -> Result<()> {
         let verbose = self.shared.config.verbose > 0;
         let limit = self.shared.config.io_timeout;
+        if self.probe.is_some() {
+            let n = self.conn(ctx)?.io.write_buf().len();
+            self.probe.sending(n);
+        }
         let conn = self.conn(ctx)?;
         if verbose {
             let buf = conn.io.write_buf();
@@ -314,6 +358,7 @@ impl Session {
         if self.conn.is_none() {
             self.connect().await?;
             let code = self.reply(Ctx::Greeting).await?;
+            self.probe.reply(Phase::Banner, code);
             if code / 100 != 2 {
                 // No 421/521 special case for the banner.
                 self.reject("rejected at server banner", code, false)?;
@@ -321,6 +366,7 @@ impl Session {
             if !config.old_mode {
                 self.command(&shared.helo, Ctx::Helo).await?;
                 let code = self.reply(Ctx::Helo).await?;
+                self.probe.reply(Phase::Helo, code);
                 if code / 100 != 2 {
                     let what = if config.lmtp {
                         "LHLO rejected"
@@ -337,6 +383,7 @@ impl Session {
 
         self.command(&shared.mail, Ctx::Mail).await?;
         let code = self.reply(Ctx::Mail).await?;
+        self.probe.reply(Phase::Mail, code);
         if code / 100 != 2 {
             return match self.reject("sender rejected", code, true)? {
                 Next::Close => {
@@ -352,6 +399,7 @@ impl Session {
             self.queue_rcpt()?;
             self.send(Ctx::Rcpt).await?;
             let code = self.reply(Ctx::Rcpt).await?;
+            self.probe.reply(Phase::Rcpt, code);
             if code / 100 == 2 {
                 accepted += 1;
             } else if self.reject("recipient rejected", code, true)? == Next::Close {
@@ -365,6 +413,7 @@ impl Session {
 
         self.command(b"DATA", Ctx::Data).await?;
         let code = self.reply(Ctx::Data).await?;
+        self.probe.reply(Phase::Data, code);
         if code != 354 {
             return match self.reject("data rejected", code, true)? {
                 Next::Close => {
@@ -381,6 +430,7 @@ impl Session {
         let replies = if config.lmtp { accepted } else { 1 };
         for _ in 0..replies {
             let code = self.reply(Ctx::Message).await?;
+            self.probe.reply(Phase::Dot, code);
             if code / 100 != 2 && self.reject("end of data rejected", code, true)? == Next::Close {
                 self.close();
                 return Ok(());
@@ -418,6 +468,7 @@ impl Session {
         if config.verbose > 0 {
             diag::info(".");
         }
+        self.probe.mark();
         let conn = self.conn(Ctx::Message)?;
         let fd = conn.fd;
         shared.template.write_headers(
@@ -428,6 +479,11 @@ impl Session {
             fd,
             remaining,
         );
+        if let Some(m) = &shared.measure {
+            let headers = shared.template.headers;
+            m.stamp(conn.io.write_buf(), headers, config.file.is_none());
+        }
+        let head = conn.io.write_buf().len();
         // The time limit is per write, not per message: a huge body is
         // written in slices, each with its own limit (the first slice also
         // carries the headers, the last one the final dot).
@@ -449,6 +505,7 @@ impl Session {
             }
             rest = &rest[WRITE_SLICE..];
         }
+        self.probe.sent(head + shared.template.body.len() + 3);
         let sent = shared.messages.fetch_add(1, Ordering::Relaxed) + 1;
         if config.counter {
             let mut out = std::io::stdout().lock();
@@ -463,6 +520,7 @@ impl Session {
     async fn rset(&mut self, trigger: Ctx) -> Result<()> {
         self.command(b"RSET", trigger).await?;
         let code = self.reply(Ctx::Message).await?;
+        self.probe.reply(Phase::Rset, code);
         if code / 100 != 2 && self.reject("rset rejected", code, true)? == Next::Close {
             self.close();
             return Ok(());
@@ -472,12 +530,16 @@ impl Session {
 
     /// After a transaction: QUIT unless `-d` and messages are left.
     async fn finish(&mut self) -> Result<()> {
-        if self.shared.config.reuse && self.shared.remaining.load(Ordering::Relaxed) >= 1 {
+        if self.shared.config.reuse
+            && self.shared.remaining.load(Ordering::Relaxed) >= 1
+            && self.shared.measure.as_ref().is_none_or(|m| m.open())
+        {
             return Ok(());
         }
         self.command(b"QUIT", Ctx::Message).await?;
         // Any reply will do; only its absence is an error.
-        self.reply(Ctx::Message).await?;
+        let code = self.reply(Ctx::Message).await?;
+        self.probe.reply(Phase::Quit, code);
         self.close();
         Ok(())
     }

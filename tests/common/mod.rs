@@ -445,5 +445,6 @@ pub fn tempdir() -> tempfile::TempDir {
 }
 pub mod capture;
 pub mod esmtp;
+pub mod measure;
 pub mod mta;
 pub mod sink;

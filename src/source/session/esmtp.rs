@@ -30,6 +30,8 @@ use bytes::BytesMut;
 use tokio::io::AsyncWrite;
 
 use crate::diag::{self, Error, Result};
+use crate::measure::recorder::Phase;
+use crate::measure::source_side::Hooks as _;
 use crate::proto::auth_client;
 use crate::proto::bdat_send::{self, Framer};
 use crate::proto::ehlo::{Capabilities, Extension};
@@ -183,6 +185,26 @@ struct Drained {
     rejected: bool,
 }
 
+/// The measured phase of a stage's reply (issue #6); TLS and AUTH steps
+/// and non-final BDAT chunks are not measured.
+fn phase_of(stage: Stage) -> Option<Phase> {
+    Some(match stage {
+        Stage::Banner => Phase::Banner,
+        Stage::Helo { .. } | Stage::Ehlo { .. } => Phase::Helo,
+        Stage::Mail => Phase::Mail,
+        Stage::Rcpt => Phase::Rcpt,
+        Stage::Data => Phase::Data,
+        Stage::Dot | Stage::LastChunk => Phase::Dot,
+        Stage::Rset => Phase::Rset,
+        Stage::Quit => Phase::Quit,
+        Stage::Starttls
+        | Stage::AuthChallenge
+        | Stage::AuthDone
+        | Stage::Chunk
+        | Stage::AbortDot => return None,
+    })
+}
+
 /// The I/O context of a stage's reply (spec 10 wording).
 fn ctx_of(stage: Stage) -> Ctx {
     match stage {
@@ -215,7 +237,12 @@ impl Session {
     pub(super) async fn run_esmtp(mut self, first: bool) -> Result<()> {
         let mut go = first;
         while go {
-            match self.esmtp_message().await? {
+            if !self.measured_start().await {
+                break;
+            }
+            let res = self.esmtp_message().await;
+            self.probe.end_message(res.is_ok());
+            match res? {
                 Flow::Chained => continue,
                 Flow::PoolEmpty => break,
                 Flow::Done => {}
@@ -237,7 +264,7 @@ impl Session {
         if self.shared.config.verbose > 0 {
             match log {
                 Some(text) => diag::info(text),
-                None => diag::info(&String::from_utf8_lossy(line)),
+                None => diag::info(&diag::sanitize(line)),
             }
         }
         let buf = self.conn(ctx_of(stage))?.io.write_buf();
@@ -250,6 +277,10 @@ impl Session {
     /// Write what is queued.
     async fn flush_queue(&mut self, ctx: Ctx) -> Result<()> {
         let limit = self.shared.config.io_timeout;
+        if self.probe.is_some() {
+            let n = self.conn(ctx)?.io.write_buf().len();
+            self.probe.sending(n);
+        }
         let conn = self.conn(ctx)?;
         match tokio::time::timeout(limit, conn.io.flush()).await {
             Ok(Ok(())) => Ok(()),
@@ -263,6 +294,9 @@ impl Session {
         let mut out = Drained::default();
         while let Some(stage) = self.esmtp.pipe.expecting() {
             let code = self.reply(ctx_of(stage)).await?;
+            if let Some(phase) = phase_of(stage) {
+                self.probe.reply(phase, code);
+            }
             let Some((stage, verdict)) = self.esmtp.pipe.on_reply(code) else {
                 break;
             };
@@ -478,13 +512,16 @@ impl Session {
             fd,
             remaining,
         );
+        if let Some(m) = &shared.measure {
+            m.stamp(headers, shared.template.headers, config.file.is_none());
+        }
         Ok(first)
     }
 
     /// Log a command line just appended at `start` (under `-v`), add CRLF.
     fn end_line(&self, out: &mut BytesMut, start: usize) {
         if self.shared.config.verbose > 0 {
-            diag::info(&String::from_utf8_lossy(&out[start..]));
+            diag::info(&diag::sanitize(&out[start..]));
         }
         out.extend_from_slice(b"\r\n");
     }
@@ -537,9 +574,7 @@ impl Session {
         let verbose = self.shared.config.verbose > 0;
         for c in self.esmtp.framer.chunks() {
             if verbose {
-                diag::info(&String::from_utf8_lossy(
-                    &self.esmtp.framer.cmds()[c.line.clone()],
-                ));
+                diag::info(&diag::sanitize(&self.esmtp.framer.cmds()[c.line.clone()]));
             }
             self.esmtp.pipe.push(if c.last {
                 Stage::LastChunk
@@ -593,12 +628,17 @@ impl Session {
         extra: impl Iterator<Item = &'a [u8]>,
     ) -> Result<()> {
         let limit = self.shared.config.io_timeout;
+        self.probe.mark();
+        let mut bytes = 0;
+        let extra = extra.inspect(|part| bytes += part.len());
         let conn = self.conn(ctx)?;
         let cmds = std::mem::take(conn.io.write_buf());
         let res = write_all(conn.io.stream_mut(), &cmds, extra, limit).await;
+        let bytes = bytes + cmds.len();
         let mut cmds = cmds;
         cmds.clear();
         *conn.io.write_buf() = cmds;
+        self.probe.sent(bytes);
         match res {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(self.timeout(ctx)),
@@ -715,7 +755,7 @@ impl Session {
         let mut flow = None;
         for chunk in framer.chunks() {
             if config.verbose > 0 {
-                diag::info(&String::from_utf8_lossy(&framer.cmds()[chunk.line.clone()]));
+                diag::info(&diag::sanitize(&framer.cmds()[chunk.line.clone()]));
             }
             let stage = if chunk.last {
                 Stage::LastChunk
@@ -790,7 +830,10 @@ impl Session {
         if self.conn.is_none() {
             return Ok(Flow::Done);
         }
-        if self.shared.config.reuse && self.shared.remaining.load(Ordering::Relaxed) >= 1 {
+        if self.shared.config.reuse
+            && self.shared.remaining.load(Ordering::Relaxed) >= 1
+            && self.shared.measure.as_ref().is_none_or(|m| m.open())
+        {
             return Ok(Flow::Done);
         }
         self.quit().await?;
@@ -819,7 +862,11 @@ impl Session {
         tail.extend_from_slice(b".\r\n");
         let mut flow = Flow::Done;
         if config.ext.pipelining {
-            let no_pause = config.fixed_delay.is_none() && config.random_delay.is_none();
+            // Under --rate/--duration a message waits for its turn, so its
+            // commands cannot ride with the previous content.
+            let no_pause = config.fixed_delay.is_none()
+                && config.random_delay.is_none()
+                && shared.measure.as_ref().is_none_or(|m| !m.paces());
             if config.reuse && no_pause {
                 if shared.take_message() {
                     self.put_group(&mut tail)?;

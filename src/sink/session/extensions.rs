@@ -40,11 +40,15 @@ enum ChunkEnd<'a> {
     /// Accepted: `250 ... bytes`, or for LAST the end of the message.
     #[default]
     Accept,
-    /// Refused with this reply (no transaction, or `-f`/`-r bdat`); the
-    /// bytes were skipped. For LAST in LMTP the reply is repeated once per
-    /// recipient, as for `.`.
+    /// No transaction with a recipient: `503`, the bytes are skipped.
+    NeedRcpt,
+    /// `-f`/`-r bdat`: this reply, the bytes are skipped. For LAST in
+    /// LMTP the reply is repeated once per recipient, as for `.`.
     Refuse(&'a [u8]),
 }
+
+/// Room for `250 2.0.0 Ok: <u64> bytes` CR LF.
+const CHUNK_REPLY_MAX: usize = 64;
 
 /// Per-session state of the extensions.
 #[derive(Debug, Default)]
@@ -226,7 +230,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         };
         let end = match refused {
             Some(text) => ChunkEnd::Refuse(text),
-            None if !self.in_tx || self.rcpts == 0 => ChunkEnd::Refuse(reply::NEED_RCPT),
+            None if !self.in_tx || self.rcpts == 0 => ChunkEnd::NeedRcpt,
             None => {
                 if !self.ext.bdat_used {
                     self.ext.bdat_used = true;
@@ -279,9 +283,9 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         self.ext.chunk = None;
         self.mode = Mode::Command;
         match std::mem::take(&mut self.ext.chunk_end) {
+            ChunkEnd::NeedRcpt => Self::done(self.reply(reply::NEED_RCPT).await),
             ChunkEnd::Refuse(text) => {
-                let times = if self.ext.chunk_last && self.config().lmtp && text != reply::NEED_RCPT
-                {
+                let times = if self.ext.chunk_last && self.config().lmtp {
                     self.rcpts.max(1)
                 } else {
                     1
@@ -294,10 +298,10 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                 Flow::Continue
             }
             ChunkEnd::Accept if !self.ext.chunk_last => {
-                let mut text = [0u8; 64];
+                let mut text = [0u8; CHUNK_REPLY_MAX];
                 let mut w = &mut text[..];
                 let _ = write!(w, "250 2.0.0 Ok: {} bytes\r\n", self.ext.chunk_size);
-                let len = 64 - w.len();
+                let len = CHUNK_REPLY_MAX - w.len();
                 Self::done(self.reply(&text[..len]).await)
             }
             ChunkEnd::Accept => self.bdat_last().await,

@@ -1057,3 +1057,53 @@ fn tls_verify_against_an_ip_address_certificate() {
     ok(&out);
     assert_eq!(tls_of(&server.records()[0]).2, None);
 }
+
+#[test]
+fn report_shows_tls_version_suite_and_handshake_percentiles() {
+    let server = Server::start(Opts::default());
+    let dir = tempdir();
+    let json = dir.path().join("r.json");
+    let out = source(
+        &server,
+        &[
+            "--starttls",
+            "--tls-resume",
+            "-m",
+            "3",
+            "-M",
+            "vm",
+            "--report",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    );
+    ok(&out);
+    let err = out.stderr_text();
+    assert!(
+        err.contains("  TLS          3 handshakes, 2 resumed: TLSv1_3 TLS13_"),
+        "{err}"
+    );
+    let row = err
+        .lines()
+        .find(|l| l.trim_start().starts_with("TLS ") && !l.contains("handshakes"))
+        .unwrap_or_else(|| panic!("no TLS latency row in\n{err}"));
+    assert_eq!(row.split_whitespace().nth(1), Some("3"), "{row}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["counters"]["tls_handshakes"], 3);
+    assert_eq!(v["counters"]["tls_resumed"], 2);
+    assert_eq!(v["latency_us"]["tls"]["count"], 3);
+    let tls = v["tls"].as_object().unwrap();
+    assert_eq!(tls.len(), 1);
+    let (name, n) = tls.iter().next().unwrap();
+    assert!(name.starts_with("TLSv1_3 TLS13_"), "{name}");
+    assert_eq!(n, 3);
+}
+
+#[test]
+fn report_without_tls_has_no_tls_lines() {
+    let server = Server::start(Opts::default());
+    let out = source(&server, &["--ehlo", "--pipelining", "-M", "vm", "--report"]);
+    ok(&out);
+    assert!(!out.stderr_text().contains("TLS"), "{}", out.stderr_text());
+}

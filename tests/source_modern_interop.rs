@@ -194,3 +194,65 @@ fn ehlo_pipelining_into_our_sink() {
     let sink_out = sink.proc.kill();
     assert_eq!(last_mesg(&sink_out.stdout), Some(500), "{sink_out:?}");
 }
+
+/// Our source with every extension into our sink with TLS, CHUNKING,
+/// AUTH and SMTPUTF8 on: every message accounted for, as dumps.
+#[test]
+fn every_extension_into_our_sink() {
+    let dir = tempdir();
+    let dump = dir.path().join("dump");
+    std::fs::create_dir(&dump).unwrap();
+    // The sink runs as nobody when we are root: it must write the dumps.
+    if is_root() {
+        let _ = std::process::Command::new("chown")
+            .args(["nobody", dump.to_str().unwrap()])
+            .status();
+    }
+    let pattern = format!("{}/m.", dump.display());
+    let sink = start_sink(
+        &our_sink(),
+        "smtp-sink",
+        &[
+            "-c",
+            "--tls-self-signed",
+            "--auth-required",
+            "--chunking",
+            "--smtputf8",
+            "-d",
+            &pattern,
+        ],
+    );
+    let endpoint = format!("127.0.0.1:{}", sink.addr.port());
+    let out = run(
+        &our_source(),
+        "smtp-source",
+        [
+            "--starttls",
+            "--tls-resume",
+            "--pipelining",
+            "--bdat=700",
+            "--smtputf8",
+            "--auth",
+            "LOGIN",
+            "--auth-user",
+            "user",
+            "--auth-password",
+            "secret",
+            "-s",
+            "3",
+            "-m",
+            "30",
+            "-d",
+            "-l",
+            "2000",
+            "-f",
+            "ünï@x.test",
+            &endpoint,
+        ],
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr_text());
+    let sink_out = sink.proc.kill();
+    assert_eq!(last_mesg(&sink_out.stdout), Some(30), "{sink_out:?}");
+    let files = std::fs::read_dir(&dump).unwrap().count();
+    assert_eq!(files, 30, "one dump per message");
+}

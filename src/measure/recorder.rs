@@ -74,11 +74,13 @@ pub enum Phase {
     Quit,
     /// The whole message, start to accepted end of data.
     Message,
+    /// A TLS handshake (implicit TLS at connect, or after STARTTLS).
+    Tls,
 }
 
 impl Phase {
     /// Number of phases.
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 11;
     /// All phases, in dialogue order.
     pub const ALL: [Phase; Phase::COUNT] = [
         Phase::Connect,
@@ -91,6 +93,7 @@ impl Phase {
         Phase::Rset,
         Phase::Quit,
         Phase::Message,
+        Phase::Tls,
     ];
 
     /// Index into per-phase arrays.
@@ -112,6 +115,7 @@ impl Phase {
             Phase::Rset => "rset",
             Phase::Quit => "quit",
             Phase::Message => "message",
+            Phase::Tls => "tls",
         }
     }
 
@@ -134,12 +138,13 @@ impl Phase {
             Phase::Rset => "RSET",
             Phase::Quit => "QUIT",
             Phase::Message => "message",
+            Phase::Tls => "TLS",
         }
     }
 
     /// Whether the phase ends with a server reply (and so has reply codes).
     pub fn has_replies(self) -> bool {
-        !matches!(self, Phase::Connect | Phase::Message)
+        !matches!(self, Phase::Connect | Phase::Message | Phase::Tls)
     }
 }
 
@@ -217,6 +222,12 @@ pub struct Counters {
     pub rcpts_accepted: u64,
     /// Bytes written to the server (commands and content).
     pub bytes_sent: u64,
+    /// TLS handshakes completed.
+    #[serde(default)]
+    pub tls_handshakes: u64,
+    /// Of those, resumed sessions (`--tls-resume`).
+    #[serde(default)]
+    pub tls_resumed: u64,
 }
 
 impl Counters {
@@ -232,6 +243,8 @@ impl Counters {
         self.rcpts_sent += other.rcpts_sent;
         self.rcpts_accepted += other.rcpts_accepted;
         self.bytes_sent += other.bytes_sent;
+        self.tls_handshakes += other.tls_handshakes;
+        self.tls_resumed += other.tls_resumed;
     }
 }
 
@@ -253,6 +266,46 @@ pub struct Recorder {
     accepted: bool,
     /// Set while a message is in progress.
     in_message: bool,
+    /// Negotiated TLS (protocol version, cipher suite) pairs with counts.
+    pub tls: TlsTable,
+}
+
+/// Distinct (TLS version, cipher suite) pairs kept per session; a run
+/// normally negotiates one. Further pairs are counted in `other`.
+pub const TLS_SLOTS: usize = 4;
+
+/// (version, suite, count) of TLS handshakes, IANA code points, in a fixed
+/// array (no allocation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TlsTable {
+    slots: [(u16, u16, u64); TLS_SLOTS],
+    used: u8,
+    /// Handshakes whose pair did not fit.
+    pub other: u64,
+}
+
+impl TlsTable {
+    /// Count one handshake.
+    pub fn add(&mut self, version: u16, suite: u16) {
+        let used = usize::from(self.used);
+        for slot in &mut self.slots[..used] {
+            if slot.0 == version && slot.1 == suite {
+                slot.2 += 1;
+                return;
+            }
+        }
+        if used < TLS_SLOTS {
+            self.slots[used] = (version, suite, 1);
+            self.used += 1;
+        } else {
+            self.other += 1;
+        }
+    }
+
+    /// `(version, suite, count)` in first-seen order.
+    pub fn pairs(&self) -> &[(u16, u16, u64)] {
+        &self.slots[..usize::from(self.used)]
+    }
 }
 
 impl Recorder {
@@ -269,6 +322,7 @@ impl Recorder {
             message_start: now,
             accepted: false,
             in_message: false,
+            tls: TlsTable::default(),
         }
     }
 
@@ -318,6 +372,22 @@ impl Recorder {
         self.counters.connects += 1;
         self.record(Phase::Connect, self.mark, now);
         self.mark = now;
+    }
+
+    /// A TLS handshake took `took` and negotiated `version`/`suite` (IANA
+    /// code points); `resumed` for an abbreviated handshake.
+    pub fn tls_handshake(
+        &mut self,
+        took: std::time::Duration,
+        version: u16,
+        suite: u16,
+        resumed: bool,
+    ) {
+        self.counters.tls_handshakes += 1;
+        self.counters.tls_resumed += u64::from(resumed);
+        self.tls.add(version, suite);
+        let h = self.latency[Phase::Tls.index()].get_or_insert_with(hist::new_session);
+        hist::record(h, hist::micros(took));
     }
 
     /// `n` bytes were written.

@@ -49,6 +49,18 @@ pub struct Report {
     pub other_replies: [u64; Phase::COUNT],
     /// Latency per phase, microseconds.
     pub latency: [Hist; Phase::COUNT],
+    /// TLS handshakes by negotiated `VERSION SUITE` (rustls names).
+    pub tls: BTreeMap<String, u64>,
+}
+
+/// `VERSION SUITE` of a TLS handshake from IANA code points, in rustls's
+/// names (`TLSv1_3 TLS13_AES_256_GCM_SHA384`).
+pub fn tls_name(version: u16, suite: u16) -> String {
+    format!(
+        "{:?} {:?}",
+        rustls::ProtocolVersion::from(version),
+        rustls::CipherSuite::from(suite)
+    )
 }
 
 impl Report {
@@ -65,12 +77,19 @@ impl Report {
             replies: Default::default(),
             other_replies: [0; Phase::COUNT],
             latency: std::array::from_fn(|_| hist::new()),
+            tls: BTreeMap::new(),
         }
     }
 
     /// Add one session's measurements.
     pub fn add_recorder(&mut self, rec: &Recorder) {
         self.counters.add(&rec.counters);
+        for &(version, suite, n) in rec.tls.pairs() {
+            *self.tls.entry(tls_name(version, suite)).or_default() += n;
+        }
+        if rec.tls.other > 0 {
+            *self.tls.entry("other".to_string()).or_default() += rec.tls.other;
+        }
         for phase in Phase::ALL {
             let i = phase.index();
             for &(code, n) in rec.replies[i].codes() {
@@ -97,6 +116,9 @@ impl Report {
             (a, b) => a.or(b),
         };
         self.counters.add(&other.counters);
+        for (name, &n) in &other.tls {
+            *self.tls.entry(name.clone()).or_default() += n;
+        }
         for i in 0..Phase::COUNT {
             for (&code, &n) in &other.replies[i] {
                 *self.replies[i].entry(code).or_default() += n;
@@ -172,6 +194,17 @@ impl Report {
                 let _ = writeln!(out, ", target {rate} msg/s");
             }
             None => out.push('\n'),
+        }
+        if c.tls_handshakes > 0 {
+            let _ = write!(
+                out,
+                "  TLS          {} handshakes, {} resumed:",
+                c.tls_handshakes, c.tls_resumed
+            );
+            for (name, n) in &self.tls {
+                let _ = write!(out, " {name} x{n}");
+            }
+            out.push('\n');
         }
         let _ = writeln!(out, "  reply codes");
         for phase in Phase::ALL.into_iter().filter(|p| p.has_replies()) {
@@ -261,6 +294,7 @@ impl Report {
             counters: self.counters,
             replies,
             latency_us: latency,
+            tls: self.tls.clone(),
         };
         let mut text = serde_json::to_string_pretty(&json).unwrap_or_default();
         text.push('\n');
@@ -292,6 +326,7 @@ impl Report {
         report.elapsed = Duration::try_from_secs_f64(json.elapsed_secs)
             .map_err(|_| "bad elapsed_secs".to_string())?;
         report.counters = json.counters;
+        report.tls = json.tls;
         for (key, codes) in &json.replies {
             let phase = Phase::from_key(key).ok_or_else(|| format!("unknown phase \"{key}\""))?;
             let i = phase.index();
@@ -359,6 +394,9 @@ struct ReportJson {
     counters: Counters,
     replies: BTreeMap<String, BTreeMap<String, u64>>,
     latency_us: BTreeMap<String, LatencyJson>,
+    /// TLS handshakes by `VERSION SUITE` (absent in reports without TLS).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    tls: BTreeMap<String, u64>,
 }
 
 #[cfg(test)]

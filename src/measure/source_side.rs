@@ -292,6 +292,17 @@ impl Probe {
         self.rec.get().sent(n);
     }
 
+    /// A TLS handshake finished (see [`Recorder::tls_handshake`]).
+    pub fn tls_handshake(
+        &mut self,
+        took: std::time::Duration,
+        version: u16,
+        suite: u16,
+        resumed: bool,
+    ) {
+        self.rec.get().tls_handshake(took, version, suite, resumed);
+    }
+
     /// A complete reply for `phase`.
     #[inline]
     pub fn reply(&mut self, phase: Phase, code: u32) {
@@ -325,6 +336,8 @@ pub trait Hooks {
     fn sent(&mut self, n: usize);
     /// See [`Probe::reply`].
     fn reply(&mut self, phase: Phase, code: u32);
+    /// See [`Probe::tls_handshake`].
+    fn tls_handshake(&mut self, took: std::time::Duration, version: u16, suite: u16, resumed: bool);
 }
 
 impl Hooks for Option<Box<Probe>> {
@@ -368,6 +381,17 @@ impl Hooks for Option<Box<Probe>> {
     fn reply(&mut self, phase: Phase, code: u32) {
         if let Some(p) = self {
             p.reply(phase, code);
+        }
+    }
+    fn tls_handshake(
+        &mut self,
+        took: std::time::Duration,
+        version: u16,
+        suite: u16,
+        resumed: bool,
+    ) {
+        if let Some(p) = self {
+            p.tls_handshake(took, version, suite, resumed);
         }
     }
 }

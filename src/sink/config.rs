@@ -5,7 +5,9 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use crate::args::{self, Key, Occurrence, Parsed, ShortOpt, ToolSpec};
+use std::os::unix::ffi::OsStrExt;
+
+use crate::args::{self, Key, LongOpt, Occurrence, Parsed, ShortOpt, ToolSpec};
 use crate::diag::{self, Error, Result};
 use crate::endpoint::Family;
 use crate::measure::options::{SinkOptions, SINK_LONGS};
@@ -45,11 +47,20 @@ pub enum Cmd {
     Vrfy,
     /// `QUIT`.
     Quit,
+    /// `STARTTLS` (RFC 3207): a command name only with a TLS certificate
+    /// (`--tls-cert`/`--tls-self-signed`).
+    Starttls,
+    /// `BDAT` (RFC 3030): a command name only with `--chunking`.
+    Bdat,
 }
 
 impl Cmd {
-    /// Every command, in table order.
-    pub const ALL: [Cmd; 15] = [
+    /// Number of commands (size of per-command tables).
+    pub const COUNT: usize = 17;
+
+    /// Every command, in table order (Postfix's, then the issue #7
+    /// extensions).
+    pub const ALL: [Cmd; Cmd::COUNT] = [
         Cmd::Connect,
         Cmd::Helo,
         Cmd::Ehlo,
@@ -65,6 +76,8 @@ impl Cmd {
         Cmd::Noop,
         Cmd::Vrfy,
         Cmd::Quit,
+        Cmd::Starttls,
+        Cmd::Bdat,
     ];
 
     /// The lower-case name used in option values.
@@ -85,6 +98,8 @@ impl Cmd {
             Cmd::Noop => "noop",
             Cmd::Vrfy => "vrfy",
             Cmd::Quit => "quit",
+            Cmd::Starttls => "starttls",
+            Cmd::Bdat => "bdat",
         }
     }
 
@@ -95,10 +110,61 @@ impl Cmd {
             .find(|c| c.name().as_bytes().eq_ignore_ascii_case(name))
     }
 
+    /// Whether the name of `self` is known with these extensions: Postfix's
+    /// commands always, `starttls` and `bdat` only with their feature, so
+    /// that without the new options `-q bdat` is still Postfix's
+    /// `unknown command: bdat`.
+    pub fn known(self, ext: Extensions) -> bool {
+        match self {
+            Cmd::Starttls => ext.starttls,
+            Cmd::Bdat => ext.bdat,
+            _ => true,
+        }
+    }
+
     /// Index into per-command tables.
     pub fn index(self) -> usize {
         self as usize
     }
+}
+
+/// Which extension command names exist (issue #7).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Extensions {
+    /// `starttls`: a certificate is configured.
+    pub starttls: bool,
+    /// `bdat`: `--chunking`.
+    pub bdat: bool,
+}
+
+/// Where the TLS certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsIdentity {
+    /// `--tls-cert FILE [--tls-key FILE]`: PEM files; the key defaults to
+    /// the certificate file.
+    Files { cert: PathBuf, key: PathBuf },
+    /// `--tls-self-signed`: a certificate for the `-h` name, generated at
+    /// start-up.
+    SelfSigned,
+}
+
+/// TLS service (issue #7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// The certificate.
+    pub identity: TlsIdentity,
+    /// `--tls`: TLS from the first byte (implicit TLS, RFC 8314) instead
+    /// of STARTTLS.
+    pub implicit: bool,
+}
+
+/// SMTP AUTH service (issue #7).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AuthOptions {
+    /// `--auth-fail`: answer every exchange with 535.
+    pub fail: bool,
+    /// `--auth-required`: refuse MAIL before a successful AUTH.
+    pub required: bool,
 }
 
 /// A reply delay from `-w` / `-W cmd:delay[:odds]` (spec §12.1).
@@ -201,7 +267,7 @@ pub struct SinkConfig {
     /// `-R`: chroot directory (only with `-u`).
     pub root_dir: Option<PathBuf>,
     /// Per-command flags, indexed by [`Cmd::index`].
-    pub commands: [CmdFlags; 15],
+    pub commands: [CmdFlags; Cmd::COUNT],
     /// `-S`: start string with escapes already expanded.
     pub start_string: Option<Vec<u8>>,
     /// `-t`: idle timeout and write time limit, seconds.
@@ -215,6 +281,16 @@ pub struct SinkConfig {
     /// Refuse to run as root without `-u` (Postfix does; library users that
     /// embed the sink in a root process may turn this off).
     pub require_user_as_root: bool,
+    /// `--tls-cert`/`--tls-key`/`--tls-self-signed`/`--tls`: STARTTLS or
+    /// implicit TLS.
+    pub tls: Option<TlsOptions>,
+    /// `--auth`/`--auth-fail`/`--auth-required`: a real AUTH exchange
+    /// instead of Postfix's one-line `250`.
+    pub auth: Option<AuthOptions>,
+    /// `--chunking`: announce CHUNKING and accept BDAT.
+    pub chunking: bool,
+    /// `--smtputf8`: announce SMTPUTF8; dumps keep UTF-8 arguments.
+    pub smtputf8: bool,
     /// The measurement long options (issue #6); all off by default.
     pub measure: SinkOptions,
 }
@@ -246,13 +322,17 @@ impl Default for SinkConfig {
             announce_pipelining: true,
             paranoid: false,
             root_dir: None,
-            commands: [CmdFlags::default(); 15],
+            commands: [CmdFlags::default(); Cmd::COUNT],
             start_string: None,
             timeout: 100,
             window: None,
             user: None,
             verbose: 0,
             require_user_as_root: true,
+            tls: None,
+            auth: None,
+            chunking: false,
+            smtputf8: false,
             measure: SinkOptions::default(),
         }
     }
@@ -413,15 +493,73 @@ const SHORTS: &[ShortOpt] = &[
 ];
 
 /// The command-line description (`--help` documents every option).
+const fn long(name: &'static str, value: Option<&'static str>, help: &'static str) -> LongOpt {
+    LongOpt { name, value, help }
+}
+
+/// Long options (issue #7); none of them exists in Postfix, so without
+/// them every byte stays Postfix's.
+const LONGS: &[LongOpt] = &[
+    long(
+        "tls-cert",
+        Some("FILE"),
+        "Offer STARTTLS with this PEM certificate chain",
+    ),
+    long(
+        "tls-key",
+        Some("FILE"),
+        "PEM private key for --tls-cert (default: the --tls-cert file)",
+    ),
+    long(
+        "tls-self-signed",
+        None,
+        "Offer STARTTLS with a certificate for the -h name generated at start-up",
+    ),
+    long(
+        "tls",
+        None,
+        "Implicit TLS: handshake at connect, no STARTTLS (needs a certificate)",
+    ),
+    long(
+        "auth",
+        None,
+        "Real AUTH PLAIN/LOGIN exchange (235 for any credentials) instead of 250",
+    ),
+    long(
+        "auth-fail",
+        None,
+        "Answer every AUTH exchange with 535 (implies --auth)",
+    ),
+    long(
+        "auth-required",
+        None,
+        "Refuse MAIL before a successful AUTH with 530 (implies --auth)",
+    ),
+    long(
+        "chunking",
+        None,
+        "Announce CHUNKING and accept BDAT (RFC 3030)",
+    ),
+    long(
+        "smtputf8",
+        None,
+        "Announce SMTPUTF8 (RFC 6531); dumps keep UTF-8",
+    ),
+];
+
+/// The issue #7 options, then the measurement options (issue #6).
+const ALL_LONGS: [LongOpt; LONGS.len() + SINK_LONGS.len()] = args::join_longs(LONGS, SINK_LONGS);
+
 pub const SPEC: ToolSpec = ToolSpec {
     name: "smtp-sink",
     about: "SMTP/LMTP test server that accepts mail and discards it, or dumps it \
             to files (a drop-in replacement for Postfix's smtp-sink)",
     operands: "[inet:][host]:port backlog | unix:pathname backlog",
     shorts: SHORTS,
-    longs: SINK_LONGS,
+    longs: &ALL_LONGS,
     after_help: "COMMANDS lists are names separated by comma, space or tab: connect, helo, \
-                 ehlo, lhlo, xclient, xforward, auth, mail, rcpt, data, ., rset, noop, vrfy, quit.\n\
+                 ehlo, lhlo, xclient, xforward, auth, mail, rcpt, data, ., rset, noop, vrfy, quit; \
+                 also starttls with a TLS certificate and bdat with --chunking.\n\
                  Exit status: 0 after -M/-n conditions, 1 on any fatal error.",
 };
 
@@ -460,19 +598,20 @@ fn valid_reply(reply: &[u8], first: u8) -> bool {
 }
 
 /// Split a command list (comma, space, TAB, CR, LF) and look every name up.
-fn command_list(value: &[u8]) -> Result<Vec<Cmd>> {
+fn command_list(value: &[u8], ext: Extensions) -> Result<Vec<Cmd>> {
     value
         .split(|b| matches!(b, b',' | b' ' | b'\t' | b'\r' | b'\n'))
         .filter(|name| !name.is_empty())
         .map(|name| {
             Cmd::lookup(name)
+                .filter(|c| c.known(ext))
                 .ok_or_else(|| Error::fatal(format!("unknown command: {}", text(name))))
         })
         .collect()
 }
 
 /// Parse `-W cmd:delay[:odds]` the way Postfix's `mystrtok` does.
-fn parse_delay(value: &[u8]) -> Result<(Cmd, Delay)> {
+fn parse_delay(value: &[u8], ext: Extensions) -> Result<(Cmd, Delay)> {
     let mut rest = value;
     let mut field = || -> Option<&[u8]> {
         let start = rest.iter().position(|&b| b != b':')?;
@@ -494,6 +633,7 @@ fn parse_delay(value: &[u8]) -> Result<(Cmd, Delay)> {
     };
     let odds = rest;
     let cmd = Cmd::lookup(name)
+        .filter(|c| c.known(ext))
         .ok_or_else(|| Error::fatal(format!("unknown command: {}", text(name))))?;
     let secs = atoi(delay);
     if secs <= 0 {
@@ -558,6 +698,43 @@ pub fn unescape(value: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The TLS long options as given, checked together at the end.
+#[derive(Debug, Default)]
+struct TlsArgs {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    self_signed: bool,
+    implicit: bool,
+}
+
+impl TlsArgs {
+    fn check(self) -> Result<Option<TlsOptions>> {
+        let identity = match (self.cert, self.key, self.self_signed) {
+            (None, Some(_), _) => return Err(Error::fatal("--tls-key requires --tls-cert")),
+            (Some(_), _, true) => {
+                return Err(Error::fatal(
+                    "use only one of --tls-cert or --tls-self-signed",
+                ))
+            }
+            (Some(cert), key, false) => TlsIdentity::Files {
+                key: key.unwrap_or_else(|| cert.clone()),
+                cert,
+            },
+            (None, None, true) => TlsIdentity::SelfSigned,
+            (None, None, false) if self.implicit => {
+                return Err(Error::fatal(
+                    "--tls requires --tls-cert or --tls-self-signed",
+                ))
+            }
+            (None, None, false) => return Ok(None),
+        };
+        Ok(Some(TlsOptions {
+            identity,
+            implicit: self.implicit,
+        }))
+    }
+}
+
 impl SinkConfig {
     /// Parse `argv` (including `argv[0]`; call [`diag::set_prog`] first).
     ///
@@ -581,15 +758,26 @@ impl SinkConfig {
         let mut c = SinkConfig::default();
         let mut single_dump = None;
         let mut shared_dump = None;
+        let mut tls = TlsArgs::default();
+        // Command names of the extensions are known wherever their option
+        // appears on the command line.
+        let ext = Extensions {
+            starttls: opts
+                .iter()
+                .any(|o| matches!(o.key, Key::Long("tls-cert" | "tls-self-signed"))),
+            bdat: opts.iter().any(|o| o.key == Key::Long("chunking")),
+        };
         for opt in opts {
+            let v = opt.bytes();
             let letter = match opt.key {
                 Key::Short(letter) => letter,
                 Key::Long(name) => {
-                    c.measure.apply(name, opt.bytes())?;
+                    if !c.measure.apply(name, v)? {
+                        c.long_option(name, v, &mut tls);
+                    }
                     continue;
                 }
             };
-            let v = opt.bytes();
             match letter {
                 '4' => c.family = Family::V4,
                 '6' => c.family = Family::V6,
@@ -623,7 +811,7 @@ impl SinkConfig {
                 'E' => c.announce_enhanced = false,
                 'f' => {
                     c.announce_pipelining = false;
-                    for cmd in command_list(v)? {
+                    for cmd in command_list(v, ext)? {
                         c.commands[cmd.index()].hard_error = true;
                     }
                 }
@@ -665,24 +853,24 @@ impl SinkConfig {
                     c.esmtp = false;
                 }
                 'q' => {
-                    for cmd in command_list(v)? {
+                    for cmd in command_list(v, ext)? {
                         c.commands[cmd.index()].drop = true;
                     }
                 }
                 'Q' => {
-                    for cmd in command_list(v)? {
+                    for cmd in command_list(v, ext)? {
                         c.commands[cmd.index()].close_421 = true;
                     }
                 }
                 'r' => {
                     c.announce_pipelining = false;
-                    for cmd in command_list(v)? {
+                    for cmd in command_list(v, ext)? {
                         c.commands[cmd.index()].soft_error = true;
                     }
                 }
                 'R' => c.root_dir = Some(PathBuf::from(opt.value.clone().unwrap_or_default())),
                 's' => {
-                    for cmd in command_list(v)? {
+                    for cmd in command_list(v, ext)? {
                         c.commands[cmd.index()].syslog = true;
                     }
                 }
@@ -714,7 +902,7 @@ impl SinkConfig {
                     });
                 }
                 'W' => {
-                    let (cmd, delay) = parse_delay(v)?;
+                    let (cmd, delay) = parse_delay(v, ext)?;
                     c.commands[cmd.index()].delay = Some(delay);
                 }
                 _ => {}
@@ -743,7 +931,37 @@ impl SinkConfig {
         if c.dump.as_ref().is_some_and(|d| d.template().is_empty()) {
             return Err(Error::fatal("empty dump template"));
         }
+        c.tls = tls.check()?;
         Ok(c)
+    }
+
+    /// One issue #7 long option.
+    fn long_option(&mut self, name: &str, v: &[u8], tls: &mut TlsArgs) {
+        let path = || PathBuf::from(std::ffi::OsStr::from_bytes(v));
+        match name {
+            "tls-cert" => tls.cert = Some(path()),
+            "tls-key" => tls.key = Some(path()),
+            "tls-self-signed" => tls.self_signed = true,
+            "tls" => tls.implicit = true,
+            "auth" => {
+                self.auth.get_or_insert_with(AuthOptions::default);
+            }
+            "auth-fail" => self.auth.get_or_insert_with(AuthOptions::default).fail = true,
+            "auth-required" => {
+                self.auth.get_or_insert_with(AuthOptions::default).required = true;
+            }
+            "chunking" => self.chunking = true,
+            "smtputf8" => self.smtputf8 = true,
+            _ => {}
+        }
+    }
+
+    /// The command names known with this configuration's extensions.
+    pub fn extensions(&self) -> Extensions {
+        Extensions {
+            starttls: self.tls.is_some(),
+            bdat: self.chunking,
+        }
     }
 
     /// Flags of `cmd`.

@@ -153,6 +153,8 @@ pub(crate) struct Header<'a> {
     pub client: &'a ClientAddr,
     pub proto: &'a str,
     pub helo: Option<&'a [u8]>,
+    /// The authenticated user (`--auth`), sanitised.
+    pub auth_user: Option<&'a [u8]>,
     pub mail_args: &'a [u8],
 }
 
@@ -203,6 +205,12 @@ impl Dump {
         if let Some(helo) = header.helo {
             head.extend_from_slice(b"X-Helo-Args: ");
             head.extend_from_slice(helo);
+            head.push(b'\n');
+        }
+        // Issue #7: only after a successful AUTH, which needs --auth.
+        if let Some(user) = header.auth_user {
+            head.extend_from_slice(b"X-Auth-User: ");
+            head.extend_from_slice(user);
             head.push(b'\n');
         }
         head.extend_from_slice(b"X-Mail-Args: ");

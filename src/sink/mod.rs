@@ -27,8 +27,8 @@ mod session;
 mod syslog;
 
 pub use config::{
-    atoi, unescape, usage, Cmd, CmdFlags, Command, Delay, DumpMode, SinkConfig, DEFAULT_HARD_REPLY,
-    DEFAULT_SOFT_REPLY, SPEC,
+    atoi, unescape, usage, AuthOptions, Cmd, CmdFlags, Command, Delay, DumpMode, Extensions,
+    SinkConfig, TlsIdentity, TlsOptions, DEFAULT_HARD_REPLY, DEFAULT_SOFT_REPLY, SPEC,
 };
 pub use reply::Replies;
 
@@ -61,6 +61,7 @@ enum StdListener {
 /// A bound smtp-sink, ready to [`run`](Server::run).
 pub struct Server {
     config: SinkConfig,
+    tls: Option<session::ServerTls>,
     listener: StdListener,
     local_addr: Option<SocketAddr>,
     measure: Option<Arc<SinkMeasure>>,
@@ -225,6 +226,21 @@ fn client_addr(peer: Option<SocketAddr>, family: Family) -> ClientAddr {
     }
 }
 
+/// The TLS acceptor for `--tls-cert`/`--tls-self-signed` (issue #7).
+fn server_tls(config: &SinkConfig, tls: &TlsOptions) -> Result<session::ServerTls> {
+    use crate::tls::server::{acceptor, Identity};
+    let identity = match &tls.identity {
+        TlsIdentity::Files { cert, key } => Identity::from_pem_files(cert, key)?,
+        TlsIdentity::SelfSigned => {
+            Identity::self_signed(&String::from_utf8_lossy(&config.hostname))?
+        }
+    };
+    Ok(session::ServerTls {
+        acceptor: acceptor(&identity)?,
+        implicit: tls.implicit,
+    })
+}
+
 fn basename(prog: &str) -> &str {
     prog.rsplit('/').next().unwrap_or(prog)
 }
@@ -235,6 +251,13 @@ impl Server {
     /// Synchronous; may be called inside or outside a tokio runtime.
     pub fn bind(config: SinkConfig) -> Result<Server> {
         raise_nofile_limit();
+        // Certificates are read (or made) first: a bad file is reported
+        // like any other option error, and before privileges are dropped.
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|t| server_tls(&config, t))
+            .transpose()?;
         if config.require_user_as_root && config.user.is_none() && nix::unistd::geteuid().is_root()
         {
             return Err(Error::fatal("-u option is required if running as root"));
@@ -259,6 +282,7 @@ impl Server {
         Ok(Server {
             measure: SinkMeasure::new(&config.measure).map(Arc::new),
             config,
+            tls,
             listener,
             local_addr,
         })
@@ -286,6 +310,7 @@ impl Server {
             counters: Counters::default(),
             events,
             timeout: Duration::from_secs(u64::from(self.config.timeout)),
+            tls: self.tls,
             measure: self.measure,
             config: self.config,
         });

@@ -38,6 +38,9 @@ pub struct Replies {
     pub helo: Vec<u8>,
     /// The whole EHLO/LHLO reply.
     pub ehlo: Vec<u8>,
+    /// The EHLO/LHLO reply inside TLS: without `STARTTLS` (RFC 3207 §4.2).
+    /// Equal to `ehlo` unless STARTTLS is offered.
+    pub ehlo_tls: Vec<u8>,
     /// `-b` reply.
     pub soft: Vec<u8>,
     /// `-B` reply.
@@ -60,26 +63,37 @@ impl Replies {
         } else {
             line(&[b"220 ", &c.hostname])
         };
-        let mut ehlo = line(&[b"250-", &c.hostname]);
-        let extensions: [(bool, &[u8]); 7] = [
-            (c.announce_pipelining, b"250-PIPELINING"),
-            (c.announce_8bitmime, b"250-8BITMIME"),
-            (c.announce_auth, b"250-AUTH PLAIN LOGIN"),
-            (c.xclient, b"250-XCLIENT NAME HELO"),
-            (c.xforward, b"250-XFORWARD NAME ADDR PROTO HELO"),
-            (c.announce_enhanced, b"250-ENHANCEDSTATUSCODES"),
-            (c.announce_dsn, b"250-DSN"),
-        ];
-        for (on, text) in extensions {
-            if on {
-                ehlo.extend_from_slice(&line(&[text]));
+        let starttls = c.tls.as_ref().is_some_and(|t| !t.implicit);
+        let ehlo_list = |starttls: bool| {
+            let mut ehlo = line(&[b"250-", &c.hostname]);
+            // Postfix's list, with the issue #7 keywords only when their
+            // option is given: STARTTLS where Postfix's smtpd puts it
+            // (before AUTH), SMTPUTF8 and CHUNKING last.
+            let extensions: [(bool, &[u8]); 10] = [
+                (c.announce_pipelining, b"250-PIPELINING"),
+                (c.announce_8bitmime, b"250-8BITMIME"),
+                (starttls, b"250-STARTTLS"),
+                (c.announce_auth, b"250-AUTH PLAIN LOGIN"),
+                (c.xclient, b"250-XCLIENT NAME HELO"),
+                (c.xforward, b"250-XFORWARD NAME ADDR PROTO HELO"),
+                (c.announce_enhanced, b"250-ENHANCEDSTATUSCODES"),
+                (c.announce_dsn, b"250-DSN"),
+                (c.smtputf8, b"250-SMTPUTF8"),
+                (c.chunking, b"250-CHUNKING"),
+            ];
+            for (on, text) in extensions {
+                if on {
+                    ehlo.extend_from_slice(&line(&[text]));
+                }
             }
-        }
-        ehlo.extend_from_slice(b"250 \r\n");
+            ehlo.extend_from_slice(b"250 \r\n");
+            ehlo
+        };
         Replies {
             greeting,
             helo: line(&[b"250 ", &c.hostname]),
-            ehlo,
+            ehlo: ehlo_list(starttls),
+            ehlo_tls: ehlo_list(false),
             soft: line(&[&c.soft_reply]),
             hard: line(&[&c.hard_reply]),
         }
@@ -112,6 +126,24 @@ mod tests {
             ..SinkConfig::default()
         };
         assert_eq!(Replies::new(&c).ehlo, b"250-smtp-sink\r\n250 \r\n");
+        let c = SinkConfig {
+            tls: Some(super::super::config::TlsOptions {
+                identity: super::super::config::TlsIdentity::SelfSigned,
+                implicit: false,
+            }),
+            chunking: true,
+            smtputf8: true,
+            ..c
+        };
+        let r = Replies::new(&c);
+        assert_eq!(
+            r.ehlo,
+            b"250-smtp-sink\r\n250-STARTTLS\r\n250-SMTPUTF8\r\n250-CHUNKING\r\n250 \r\n"
+        );
+        assert_eq!(
+            r.ehlo_tls,
+            b"250-smtp-sink\r\n250-SMTPUTF8\r\n250-CHUNKING\r\n250 \r\n"
+        );
         let c = SinkConfig {
             esmtp: false,
             hostname: b"mx".to_vec(),

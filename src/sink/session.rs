@@ -7,6 +7,13 @@
 //!
 //! Commands are handled strictly in order: a delayed reply (`-W`) holds back
 //! the commands after it (deviation S4), and `-A` stops reading (S5).
+//!
+//! STARTTLS, AUTH exchanges and BDAT (issue #7, only with their long
+//! options) live in [`extensions`].
+
+mod extensions;
+
+pub(crate) use extensions::ServerTls;
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +35,7 @@ use crate::measure::sink_side::SinkMeasure;
 use crate::measure::track::HeaderScanner;
 use crate::proto::data::DataScanner;
 use crate::proto::line::{split_command, Frame, LineReader};
+use crate::tls::MaybeTls;
 
 /// Read size in command mode: commands are small; keeps idle sessions small.
 pub(crate) const COMMAND_CHUNK: usize = 4 * 1024;
@@ -79,6 +87,8 @@ pub(crate) struct Shared {
     pub counters: Counters,
     pub events: UnboundedSender<Event>,
     pub timeout: Duration,
+    /// `--tls-cert`/`--tls-self-signed`: the TLS acceptor.
+    pub tls: Option<ServerTls>,
     /// Measurements (issue #6); `None` without a measurement option.
     pub measure: Option<std::sync::Arc<SinkMeasure>>,
 }
@@ -108,6 +118,10 @@ enum CloseKind {
 enum Mode {
     Command,
     Data,
+    /// Between AUTH challenges: lines are SASL responses.
+    Auth,
+    /// Reading the bytes of a BDAT chunk.
+    Chunk,
 }
 
 /// Run one session to its end and do the end-of-session accounting
@@ -159,7 +173,7 @@ where
 
 struct Session<'a, S> {
     shared: &'a Shared,
-    conn: Connection<S>,
+    conn: Connection<MaybeTls<S>>,
     client: ClientAddr,
     lines: LineReader,
     /// The command line being handled (copied out of the read buffer).
@@ -180,6 +194,8 @@ struct Session<'a, S> {
     big_rbuf: bool,
     /// The peer closed (or the connection failed) while probing for input.
     eof: bool,
+    /// STARTTLS/AUTH/BDAT state (issue #7).
+    ext: extensions::State<'a>,
     /// `--track`: finds the tracking headers of the current message.
     track: Option<Box<HeaderScanner>>,
 }
@@ -190,6 +206,16 @@ impl<S> Drop for Session<'_, S> {
         if let Some(dump) = self.dump.take() {
             dump.abort();
         }
+    }
+}
+
+/// Argument text for dumps: Postfix's printable ASCII, or with
+/// `--smtputf8` printable UTF-8 too (RFC 6531 addresses stay readable).
+fn dump_text(config: &SinkConfig, bytes: &[u8]) -> Vec<u8> {
+    if config.smtputf8 {
+        extensions::sanitize_utf8(bytes)
+    } else {
+        sanitize_bytes(bytes)
     }
 }
 
@@ -243,7 +269,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
     fn new(shared: &'a Shared, stream: S, client: ClientAddr) -> Self {
         Session {
             shared,
-            conn: Connection::new(stream, COMMAND_CHUNK),
+            conn: Connection::new(MaybeTls::Plain(stream), COMMAND_CHUNK),
             client,
             lines: LineReader::new(),
             line: Vec::new(),
@@ -257,6 +283,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             hold_until: None,
             big_rbuf: false,
             eof: false,
+            ext: extensions::State::default(),
             track: shared.measure.as_ref().and_then(|m| m.scanner()),
         }
     }
@@ -333,6 +360,9 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
     }
 
     async fn run(&mut self) -> Flow {
+        if let Err(flow) = self.implicit_tls().await {
+            return flow;
+        }
         let flow = self.dispatch(Cmd::Connect, b"connect", b"").await;
         if flow != Flow::Continue {
             return flow;
@@ -366,13 +396,13 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         }
         let rbuf = self.conn.read_buf();
         match self.mode {
-            Mode::Data => {
+            Mode::Data | Mode::Chunk => {
                 if rbuf.capacity() - rbuf.len() < DATA_CHUNK / 4 {
                     rbuf.reserve(DATA_CHUNK);
                 }
                 self.big_rbuf = true;
             }
-            Mode::Command => {
+            Mode::Command | Mode::Auth => {
                 if rbuf.is_empty() && self.big_rbuf {
                     // Idle sessions stay small.
                     *rbuf = BytesMut::new();
@@ -397,7 +427,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
     async fn process_input(&mut self) -> Flow {
         loop {
             match self.mode {
-                Mode::Command => match self.lines.next(self.conn.read_buf()) {
+                Mode::Command | Mode::Auth => match self.lines.next(self.conn.read_buf()) {
                     Frame::Partial => return Flow::Continue,
                     Frame::TooLong => {
                         diag::warning("command line too long");
@@ -407,12 +437,22 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                         self.line.clear();
                         self.line.extend_from_slice(&self.conn.read_buf()[..n]);
                         self.conn.consume(n);
-                        let flow = self.command_line().await;
+                        let flow = if self.mode == Mode::Auth {
+                            self.auth_response().await
+                        } else {
+                            self.command_line().await
+                        };
                         if flow != Flow::Continue {
                             return flow;
                         }
                     }
                 },
+                Mode::Chunk => {
+                    let flow = self.chunk_input().await;
+                    if flow != Flow::Continue || self.mode == Mode::Chunk {
+                        return flow;
+                    }
+                }
                 Mode::Data => {
                     let rbuf = self.conn.read_buf();
                     if rbuf.is_empty() {
@@ -483,6 +523,8 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             Cmd::Lhlo => c.lmtp,
             Cmd::Xclient => c.xclient,
             Cmd::Xforward => c.xforward,
+            Cmd::Starttls => c.tls.is_some(),
+            Cmd::Bdat => c.chunking,
             _ => true,
         }
     }
@@ -506,6 +548,11 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             } else {
                 self.shared.replies.soft.as_slice()
             };
+            if cmd == Cmd::Bdat {
+                // The chunk still has to be read past; the error is the
+                // reply to the whole command.
+                return self.bdat(args, Some(text)).await;
+            }
             return self.error_reply(cmd, text).await;
         }
         if let Some(delay) = flags.delay {
@@ -538,6 +585,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
 
     fn abort_transaction(&mut self) {
         self.in_tx = false;
+        self.ext.bdat_used = false;
         if let Some(dump) = self.dump.take() {
             dump.abort();
         }
@@ -549,7 +597,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                 .iter()
                 .position(|&b| b != b' ' && b != b'\t')
                 .unwrap_or(args.len());
-            self.helo = Some(sanitize_bytes(&args[start..]));
+            self.helo = Some(dump_text(self.config(), &args[start..]));
         }
     }
 
@@ -570,10 +618,21 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                     self.proto = "ESMTP";
                 }
                 self.set_helo(args);
-                self.reply(&replies.ehlo).await?;
+                let list = if self.conn.stream().is_tls() {
+                    &replies.ehlo_tls
+                } else {
+                    &replies.ehlo
+                };
+                self.reply(list).await?;
             }
+            Cmd::Auth if self.config().auth.is_some() => return Ok(self.auth(args).await),
             Cmd::Xclient | Cmd::Xforward | Cmd::Auth | Cmd::Noop | Cmd::Vrfy => {
                 self.reply(reply::OK).await?
+            }
+            Cmd::Starttls => return Ok(self.starttls(args).await),
+            Cmd::Bdat => return Ok(self.bdat(args, None).await),
+            Cmd::Mail if self.auth_missing() => {
+                self.reply(crate::proto::auth::REQUIRED).await?;
             }
             Cmd::Mail => {
                 if self.in_tx {
@@ -581,14 +640,16 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                 } else {
                     self.in_tx = true;
                     self.rcpts = 0;
+                    self.ext.bdat_used = false;
                     self.reply(reply::MAIL_OK).await?;
                     if let Some(mode) = &self.config().dump {
-                        let mail_args = sanitize_bytes(address_args(args));
+                        let mail_args = dump_text(self.config(), address_args(args));
                         let header = Header {
                             start: self.config().start_string.as_deref(),
                             client: &self.client,
-                            proto: self.proto,
+                            proto: self.proto_name(),
                             helo: self.helo.as_deref(),
+                            auth_user: self.ext.auth_user.as_deref(),
                             mail_args: &mail_args,
                         };
                         match Dump::begin(mode, now_secs(), &header) {
@@ -606,27 +667,26 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                 } else {
                     self.rcpts += 1;
                     if let Some(dump) = &mut self.dump {
-                        dump.rcpt(&sanitize_bytes(address_args(args)));
+                        dump.rcpt(&dump_text(&self.shared.config, address_args(args)));
                     }
                     self.reply(reply::RCPT_OK).await?;
                 }
+            }
+            Cmd::Data if self.ext.bdat_used => {
+                self.reply(crate::proto::bdat::MIXED).await?;
             }
             Cmd::Data => {
                 if !self.in_tx || self.rcpts == 0 {
                     self.reply(reply::NEED_RCPT).await?;
                 } else {
                     self.reply(reply::START_DATA).await?;
+                    let proto = self.proto_name();
                     if let Some(t) = &mut self.track {
                         t.reset();
                     }
                     if let Some(dump) = &mut self.dump {
                         let config = &self.shared.config;
-                        dump.received(
-                            self.helo.as_deref(),
-                            &self.client,
-                            &config.hostname,
-                            self.proto,
-                        );
+                        dump.received(self.helo.as_deref(), &self.client, &config.hostname, proto);
                     }
                     self.mode = Mode::Data;
                     self.scanner = DataScanner::new();

@@ -448,3 +448,4 @@ pub mod esmtp;
 pub mod measure;
 pub mod mta;
 pub mod sink;
+pub mod tls;

@@ -40,7 +40,7 @@ use crate::proto::starttls;
 use crate::source::config::{SourceConfig, TlsMode};
 use crate::tls::client::{self as tls_client, ClientOptions};
 use crate::tls::rustls::pki_types::ServerName;
-use crate::tls::{TlsConnector, TlsInfo};
+use crate::tls::TlsConnector;
 
 use super::{Ctx, Next, Session};
 
@@ -159,10 +159,6 @@ pub(crate) struct State {
     spare: BytesMut,
     /// BDAT plan of the current message.
     framer: Framer,
-    /// Handshake durations of this session (for the run report).
-    pub(crate) handshakes: Vec<Duration>,
-    /// What the last handshake negotiated.
-    pub(crate) tls_info: Option<TlsInfo>,
 }
 
 /// How a message attempt ended, for the run loop.
@@ -367,8 +363,10 @@ impl Session {
         }
         let took = start.elapsed();
         let info = conn.io.stream().tls_info();
-        self.esmtp.handshakes.push(took);
-        self.esmtp.tls_info = info;
+        if let Some(i) = info {
+            self.probe
+                .tls_handshake(took, u16::from(i.version), u16::from(i.suite), i.resumed);
+        }
         if shared.config.verbose > 0 {
             if let Some(i) = info {
                 diag::info(&format!(

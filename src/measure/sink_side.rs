@@ -88,6 +88,7 @@ impl SinkMeasure {
         Some(StatsTask(tokio::spawn(async move {
             let start = Instant::now();
             let mut tick = tokio::time::interval_at(start + every, every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             let mut prev = counters.snapshot();
             let mut prev_t = start;
             loop {

@@ -165,6 +165,8 @@ impl SourceMeasure {
         let handle = tokio::spawn(async move {
             let mut meter = Meter::new(start);
             let mut tick = tokio::time::interval_at(start + progress::REFRESH, progress::REFRESH);
+            // A stalled runtime must not make up for lost refreshes.
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             let mut n: u32 = 0;
             loop {
                 tick.tick().await;

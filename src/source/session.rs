@@ -133,6 +133,9 @@ impl Session {
     /// Measurements (issue #6): wait for this message's turn under
     /// `--rate`, and start timing it. False when `--duration` is over.
     async fn measured_start(&mut self) -> bool {
+        if self.shared.measure.is_none() {
+            return true;
+        }
         let shared = Arc::clone(&self.shared);
         let Some(m) = &shared.measure else {
             return true;

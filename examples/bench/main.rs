@@ -23,8 +23,7 @@
 mod model;
 
 use model::{
-    Cell, IdleSample, Kind, Outcome, Report, RunSample, Side, Workload, CELLS, IDLE_SINKS,
-    WORKLOADS,
+    Cell, IdleSample, Kind, Outcome, Report, RunSample, Side, Workload, IDLE_SINKS, WORKLOADS,
 };
 use std::ffi::OsString;
 use std::fs::File;
@@ -216,7 +215,7 @@ fn real_main() -> Result<ExitCode, String> {
         for w in &opts.workloads {
             match w.kind {
                 Kind::Traffic { .. } => {
-                    for cell in CELLS {
+                    for cell in model::workload_cells(w) {
                         let s = run_cell(&opts, w, round, cell);
                         progress_run(&opts, &s, started);
                         runs.push(s);

@@ -88,10 +88,18 @@ pub struct Workload {
     pub kind: Kind,
     /// Extra sink options (before the endpoint operands).
     pub sink_max_sessions: Option<u64>,
+    /// smtpstone extension options added to the source (issue #7 workloads).
+    pub source_extra: &'static [&'static str],
+    /// smtpstone extension options added to the sink.
+    pub sink_extra: &'static [&'static str],
+    /// Extension workloads run only ours → ours (Postfix has no such options).
+    pub ours_only: bool,
 }
 
+const NONE: &[&str] = &[];
+
 /// Every workload, in report order. Sizes are those of issue #5.
-pub const WORKLOADS: [Workload; 5] = [
+pub const WORKLOADS: [Workload; 8] = [
     Workload {
         name: "conn",
         kind: Kind::Traffic {
@@ -101,6 +109,9 @@ pub const WORKLOADS: [Workload; 5] = [
             reuse: false,
         },
         sink_max_sessions: None,
+        source_extra: NONE,
+        sink_extra: NONE,
+        ours_only: false,
     },
     Workload {
         name: "reuse",
@@ -111,6 +122,9 @@ pub const WORKLOADS: [Workload; 5] = [
             reuse: true,
         },
         sink_max_sessions: None,
+        source_extra: NONE,
+        sink_extra: NONE,
+        ours_only: false,
     },
     Workload {
         name: "big",
@@ -121,6 +135,9 @@ pub const WORKLOADS: [Workload; 5] = [
             reuse: true,
         },
         sink_max_sessions: None,
+        source_extra: NONE,
+        sink_extra: NONE,
+        ours_only: false,
     },
     Workload {
         name: "wide",
@@ -131,11 +148,56 @@ pub const WORKLOADS: [Workload; 5] = [
             reuse: true,
         },
         sink_max_sessions: Some(5000),
+        source_extra: NONE,
+        sink_extra: NONE,
+        ours_only: false,
     },
     Workload {
         name: "idle",
         kind: Kind::Idle { sessions: 10_000 },
         sink_max_sessions: None,
+        source_extra: NONE,
+        sink_extra: NONE,
+        ours_only: false,
+    },
+    Workload {
+        name: "pipe",
+        kind: Kind::Traffic {
+            sessions: 20,
+            msg_len: 5120,
+            messages: 50_000,
+            reuse: true,
+        },
+        sink_max_sessions: None,
+        source_extra: &["--ehlo", "--pipelining"],
+        sink_extra: NONE,
+        ours_only: true,
+    },
+    Workload {
+        name: "tls",
+        kind: Kind::Traffic {
+            sessions: 20,
+            msg_len: 5120,
+            messages: 50_000,
+            reuse: true,
+        },
+        sink_max_sessions: None,
+        source_extra: &["--starttls"],
+        sink_extra: &["--tls-self-signed"],
+        ours_only: true,
+    },
+    Workload {
+        name: "tlsconn",
+        kind: Kind::Traffic {
+            sessions: 20,
+            msg_len: 5120,
+            messages: 5000,
+            reuse: false,
+        },
+        sink_max_sessions: None,
+        source_extra: &["--starttls"],
+        sink_extra: &["--tls-self-signed"],
+        ours_only: true,
     },
 ];
 
@@ -199,6 +261,7 @@ impl Workload {
                     "-m".into(),
                     messages.to_string(),
                 ]);
+                v.extend(self.source_extra.iter().map(|a| a.to_string()));
                 v
             }
             Kind::Idle { .. } => Vec::new(),
@@ -209,10 +272,14 @@ impl Workload {
     /// and the operands).
     pub fn sink_args(&self) -> Vec<String> {
         match self.kind {
-            Kind::Traffic { .. } => match self.sink_max_sessions {
-                Some(m) => vec!["-m".into(), m.to_string()],
-                None => Vec::new(),
-            },
+            Kind::Traffic { .. } => {
+                let mut v = match self.sink_max_sessions {
+                    Some(m) => vec!["-m".into(), m.to_string()],
+                    None => Vec::new(),
+                };
+                v.extend(self.sink_extra.iter().map(|a| a.to_string()));
+                v
+            }
             // One more than the idle sessions (the readiness probe has ended
             // by then, but the margin costs nothing), and an idle timeout
             // far above the time needed to open them all.
@@ -626,6 +693,124 @@ pub fn ratio_target(workload: &str, kind: RatioKind) -> Option<Target> {
     }
 }
 
+const RATIO_TABLE_HEAD: &str =
+    "\n| ratio | median (min–max) | rounds | target | status |\n|---|---|---|---|---|";
+
+/// The cells a workload runs: all four, or only ours → ours for the
+/// extension workloads.
+pub fn workload_cells(w: &Workload) -> Vec<Cell> {
+    CELLS
+        .into_iter()
+        .filter(|c| !w.ours_only || *c == OO)
+        .collect()
+}
+
+/// An extension workload (ours → ours) compared with a cell of a base
+/// workload run in the same round (issue #7 targets).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CrossRatio {
+    pub workload: &'static str,
+    pub label: &'static str,
+    pub base_workload: &'static str,
+    pub base_cell: Cell,
+    pub target: Option<Target>,
+}
+
+pub const CROSS_RATIOS: [CrossRatio; 2] = [
+    CrossRatio {
+        workload: "pipe",
+        label: "msg/s pipe (ours pair) / reuse (Postfix pair)",
+        base_workload: "reuse",
+        base_cell: PP,
+        target: Some(Target::AtLeast(3.0)),
+    },
+    CrossRatio {
+        workload: "tls",
+        label: "msg/s tls (ours pair) / reuse (ours pair)",
+        base_workload: "reuse",
+        base_cell: OO,
+        target: Some(Target::AtLeast(0.6)),
+    },
+];
+
+/// Per-round msg/s ratio of `c.workload` (ours → ours) to its base cell,
+/// for rounds in which both succeeded.
+pub fn cross_per_round(samples: &[RunSample], c: &CrossRatio) -> Vec<(u32, f64)> {
+    let find = |workload: &str, round: u32, cell: Cell| {
+        samples.iter().find(|s| {
+            s.workload == workload && s.round == round && s.cell() == cell && s.outcome.is_ok()
+        })
+    };
+    let mut rounds: Vec<u32> = samples
+        .iter()
+        .filter(|s| s.workload == c.workload)
+        .map(|s| s.round)
+        .collect();
+    rounds.sort_unstable();
+    rounds.dedup();
+    rounds
+        .into_iter()
+        .filter_map(|r| {
+            let n = find(c.workload, r, OO)?.msgs_per_s()?;
+            let d = find(c.base_workload, r, c.base_cell)?.msgs_per_s()?;
+            (d > 0.0).then(|| (r, n / d))
+        })
+        .collect()
+}
+
+/// Ratio rows of an extension workload, and for each one the CPU cost per
+/// message (with `tlsconn`, a message is a TLS handshake).
+fn render_extension(out: &mut String, r: &Report<'_>, w: &Workload) {
+    for (i, c) in CROSS_RATIOS
+        .iter()
+        .filter(|c| c.workload == w.name)
+        .enumerate()
+    {
+        if i == 0 {
+            let _ = writeln!(out, "{RATIO_TABLE_HEAD}");
+        }
+        let vals: Vec<f64> = cross_per_round(r.runs, c)
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        let sp = spread(&vals);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            c.label,
+            fmt_spread(sp, 2),
+            vals.len(),
+            c.target.map(|t| t.to_string()).unwrap_or_default(),
+            status(c.target, sp.map(|s| s.median)),
+        );
+    }
+    let ok: Vec<&RunSample> = r
+        .runs
+        .iter()
+        .filter(|s| s.workload == w.name && s.cell() == OO && s.outcome.is_ok())
+        .collect();
+    let per_msg_us = |f: &dyn Fn(&RunSample) -> Option<f64>| -> Vec<f64> {
+        ok.iter()
+            .filter_map(|s| Some(f(s)? * 1e6 / s.messages.max(1) as f64))
+            .collect()
+    };
+    let unit = if w.name == "tlsconn" {
+        "handshake"
+    } else {
+        "message"
+    };
+    let _ = writeln!(
+        out,
+        "\n| per {unit} (ours pair) | median (min–max) |\n|---|---|\n\
+         | {unit}s/s | {} |\n\
+         | source CPU µs per {unit} | {} |\n\
+         | sink CPU µs per {unit} | {} |",
+        fmt_spread(spread(&col(&ok, |s| s.msgs_per_s())), 0),
+        fmt_spread(spread(&per_msg_us(&|s| s.source_cpu_s())), 0),
+        fmt_spread(spread(&per_msg_us(&|s| s.sink_cpu_s)), 0),
+    );
+}
+
 /// Target for our sink's resident memory per idle session, KiB.
 pub const IDLE_TARGET: Target = Target::AtMost(64.0);
 
@@ -775,7 +960,7 @@ fn render_traffic(out: &mut String, failures: &mut Vec<String>, r: &Report<'_>, 
         "| source | sink | failed/runs | wall s | msg/s | source CPU s | sink CPU s |\n\
          |---|---|---|---|---|---|---|"
     );
-    for cell in CELLS {
+    for cell in workload_cells(w) {
         let all: Vec<&RunSample> = r
             .runs
             .iter()
@@ -816,10 +1001,11 @@ fn render_traffic(out: &mut String, failures: &mut Vec<String>, r: &Report<'_>, 
             ));
         }
     }
-    let _ = writeln!(
-        out,
-        "\n| ratio | median (min–max) | rounds | target | status |\n|---|---|---|---|---|"
-    );
+    if w.ours_only {
+        render_extension(out, r, w);
+        return;
+    }
+    let _ = writeln!(out, "{RATIO_TABLE_HEAD}");
     for kind in RATIOS {
         let vals: Vec<f64> = per_round_ratios(r.runs, w.name, kind)
             .into_iter()
@@ -1075,6 +1261,39 @@ mod tests {
             sink_cpu_s: Some(sink_cpu),
             detail: None,
         }
+    }
+
+    #[test]
+    fn extension_workloads_run_ours_only_with_their_options() {
+        let pipe = workload("pipe").unwrap();
+        assert_eq!(workload_cells(&pipe), vec![OO]);
+        assert!(pipe
+            .source_args()
+            .ends_with(&["--ehlo".into(), "--pipelining".into()]));
+        let tls = workload("tlsconn").unwrap();
+        assert!(!tls.source_args().contains(&"-d".to_string()));
+        assert_eq!(tls.sink_args(), vec!["--tls-self-signed".to_string()]);
+        assert_eq!(workload_cells(&workload("reuse").unwrap()).len(), 4);
+        assert_eq!(workload("reuse").unwrap().sink_args(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn cross_ratios_pair_rounds_across_workloads() {
+        // 1000 messages each: msg/s = 1000 / wall.
+        let samples = vec![
+            run("reuse", 1, PP, 4.0, 1.0, 1.0), // 250 msg/s
+            run("reuse", 1, OO, 1.0, 1.0, 1.0), // 1000 msg/s
+            run("pipe", 1, OO, 0.5, 1.0, 1.0),  // 2000 msg/s
+            run("tls", 1, OO, 2.0, 1.0, 1.0),   // 500 msg/s
+            run("reuse", 2, PP, 2.0, 1.0, 1.0), // 500 msg/s
+            run("pipe", 2, OO, 1.0, 1.0, 1.0),  // 1000 msg/s
+            run("pipe", 3, OO, 1.0, 1.0, 1.0),  // no base in round 3
+        ];
+        assert_eq!(
+            cross_per_round(&samples, &CROSS_RATIOS[0]),
+            vec![(1, 8.0), (2, 2.0)]
+        );
+        assert_eq!(cross_per_round(&samples, &CROSS_RATIOS[1]), vec![(1, 0.5)]);
     }
 
     #[test]

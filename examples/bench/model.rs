@@ -741,21 +741,19 @@ pub fn cross_per_round(samples: &[RunSample], c: &CrossRatio) -> Vec<(u32, f64)>
             s.workload == workload && s.round == round && s.cell() == cell && s.outcome.is_ok()
         })
     };
-    let mut rounds: Vec<u32> = samples
-        .iter()
-        .filter(|s| s.workload == c.workload)
-        .map(|s| s.round)
-        .collect();
-    rounds.sort_unstable();
-    rounds.dedup();
-    rounds
-        .into_iter()
-        .filter_map(|r| {
-            let n = find(c.workload, r, OO)?.msgs_per_s()?;
-            let d = find(c.base_workload, r, c.base_cell)?.msgs_per_s()?;
-            (d > 0.0).then(|| (r, n / d))
-        })
-        .collect()
+    distinct_rounds(
+        samples
+            .iter()
+            .filter(|s| s.workload == c.workload)
+            .map(|s| s.round),
+    )
+    .into_iter()
+    .filter_map(|r| {
+        let n = find(c.workload, r, OO)?.msgs_per_s()?;
+        let d = find(c.base_workload, r, c.base_cell)?.msgs_per_s()?;
+        (d > 0.0).then(|| (r, n / d))
+    })
+    .collect()
 }
 
 /// Ratio rows of an extension workload, and for each one the CPU cost per
@@ -814,6 +812,14 @@ fn render_extension(out: &mut String, r: &Report<'_>, w: &Workload) {
 /// Target for our sink's resident memory per idle session, KiB.
 pub const IDLE_TARGET: Target = Target::AtMost(64.0);
 
+/// The distinct round numbers, sorted.
+fn distinct_rounds(rounds: impl Iterator<Item = u32>) -> Vec<u32> {
+    let mut v: Vec<u32> = rounds.collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
 /// Per-round ratio values for one workload: for each round in which both
 /// cells succeeded and the denominator is positive, numerator/denominator.
 /// Returned as (round, ratio), sorted by round.
@@ -824,21 +830,19 @@ pub fn per_round_ratios(samples: &[RunSample], workload: &str, kind: RatioKind) 
             s.workload == workload && s.round == round && s.cell() == cell && s.outcome.is_ok()
         })
     };
-    let mut rounds: Vec<u32> = samples
-        .iter()
-        .filter(|s| s.workload == workload)
-        .map(|s| s.round)
-        .collect();
-    rounds.sort_unstable();
-    rounds.dedup();
-    rounds
-        .into_iter()
-        .filter_map(|r| {
-            let n = kind.value(find(r, num_cell)?)?;
-            let d = kind.value(find(r, den_cell)?)?;
-            (d > 0.0).then(|| (r, n / d))
-        })
-        .collect()
+    distinct_rounds(
+        samples
+            .iter()
+            .filter(|s| s.workload == workload)
+            .map(|s| s.round),
+    )
+    .into_iter()
+    .filter_map(|r| {
+        let n = kind.value(find(r, num_cell)?)?;
+        let d = kind.value(find(r, den_cell)?)?;
+        (d > 0.0).then(|| (r, n / d))
+    })
+    .collect()
 }
 
 /// Per-round ours/Postfix ratio of idle KiB per session.
@@ -848,21 +852,19 @@ pub fn idle_per_round_ratios(samples: &[IdleSample], workload: &str) -> Vec<(u32
             s.workload == workload && s.round == round && s.sink == sink && s.outcome.is_ok()
         })
     };
-    let mut rounds: Vec<u32> = samples
-        .iter()
-        .filter(|s| s.workload == workload)
-        .map(|s| s.round)
-        .collect();
-    rounds.sort_unstable();
-    rounds.dedup();
-    rounds
-        .into_iter()
-        .filter_map(|r| {
-            let n = find(r, Side::Ours)?.kib_per_session()?;
-            let d = find(r, Side::Postfix)?.kib_per_session()?;
-            (d > 0.0).then(|| (r, n / d))
-        })
-        .collect()
+    distinct_rounds(
+        samples
+            .iter()
+            .filter(|s| s.workload == workload)
+            .map(|s| s.round),
+    )
+    .into_iter()
+    .filter_map(|r| {
+        let n = find(r, Side::Ours)?.kib_per_session()?;
+        let d = find(r, Side::Postfix)?.kib_per_session()?;
+        (d > 0.0).then(|| (r, n / d))
+    })
+    .collect()
 }
 
 // ---------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-//! Differential fuzzing of the sink's command-line reader and DATA scanner:
+//! Differential fuzzing of the sink's command-line reader (with command
+//! splitting) and DATA scanner:
 //! the memchr-based implementations, fed the input in fuzzer-chosen pieces,
 //! must agree with a per-byte reference of Postfix's rules (smtp-sink spec
 //! §8.1 and §10/§16.4) and must never panic.
@@ -6,7 +7,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use smtpstone::proto::data::DataScanner;
-use smtpstone::proto::line::{Frame, LineReader, LINE_BUFFER_LIMIT};
+use smtpstone::proto::line::{split_command, Frame, LineReader, LINE_BUFFER_LIMIT};
 
 /// Split `data` into pieces whose sizes come from `seed` (1..=64 bytes).
 fn pieces(data: &[u8], seed: u8) -> Vec<&[u8]> {
@@ -51,6 +52,11 @@ fn fast_lines(chunks: &[&[u8]]) -> (Vec<Vec<u8>>, bool) {
         loop {
             match reader.next(&buf) {
                 Frame::Line(n) => {
+                    // The parser's view of the line: a NUL ends the text,
+                    // the command token holds no separator.
+                    let cl = split_command(&buf[..n]);
+                    assert!(!cl.text.contains(&0));
+                    assert!(!cl.token.iter().any(|&b| b == b' ' || b == b'\t'));
                     lines.push(buf[..n].to_vec());
                     buf.drain(..n);
                 }

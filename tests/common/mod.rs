@@ -261,14 +261,10 @@ pub fn wait_for_unix(path: &Path, limit: Duration) -> bool {
     false
 }
 
-/// A sink (ours or Postfix's) started on a free loopback port, retried on the
-/// rare port race. `args` go before the endpoint; the backlog follows it.
-pub struct RunningSink {
-    /// The process.
-    pub proc: Proc,
-    /// Where it listens.
-    pub addr: SocketAddr,
-}
+/// A sink (ours or Postfix's) started on a free loopback port; see
+/// [`sink::start_at`], which waits for the listener without connecting to it
+/// (so `-c` counters stay exact).
+pub use sink::Sink as RunningSink;
 
 /// Start `program` as a sink on 127.0.0.1 with `args` and backlog 100.
 /// Adds `-u nobody` when running as root.
@@ -283,46 +279,7 @@ pub fn start_sink_in(
     args: &[&str],
     dir: Option<&Path>,
 ) -> RunningSink {
-    for _ in 0..10 {
-        let port = free_port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let mut argv: Vec<String> = sink_user_args();
-        argv.extend(args.iter().map(|s| s.to_string()));
-        argv.push(format!("127.0.0.1:{port}"));
-        argv.push("100".into());
-        let mut proc = Proc::spawn_in(program, argv0, &argv, dir);
-        let deadline = Instant::now() + TIMEOUT;
-        while Instant::now() < deadline {
-            if !proc.running() {
-                break;
-            }
-            if probe_listener(addr) {
-                return RunningSink { proc, addr };
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let out = proc.kill();
-        if !out.stderr_text().contains("in use") {
-            panic!(
-                "sink {} did not start: {}",
-                program.display(),
-                out.stderr_text()
-            );
-        }
-    }
-    panic!("could not start sink {} on a free port", program.display());
-}
-
-/// Probe a listener without creating a session that matters: connect and
-/// immediately reset.
-fn probe_listener(addr: SocketAddr) -> bool {
-    match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
-        Ok(s) => {
-            let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
-            true
-        }
-        Err(_) => false,
-    }
+    sink::start_at(program, argv0, args, "127.0.0.1", dir)
 }
 
 /// A scripted SMTP client for tests: sends raw bytes, reads with timeouts.

@@ -69,6 +69,18 @@ impl Mechanism {
             Mechanism::Login => "LOGIN",
         }
     }
+
+    /// Parse a mechanism name (case-insensitive, RFC 4422 §3.1 names are
+    /// upper case but peers vary).
+    pub fn parse(name: &[u8]) -> Option<Mechanism> {
+        if name.eq_ignore_ascii_case(b"PLAIN") {
+            Some(Mechanism::Plain)
+        } else if name.eq_ignore_ascii_case(b"LOGIN") {
+            Some(Mechanism::Login)
+        } else {
+            None
+        }
+    }
 }
 
 /// What the client presented. Bytes as decoded, unchecked.
@@ -122,11 +134,7 @@ pub fn start(args: &[u8]) -> (Option<Exchange>, Step) {
     let (Some(mech), initial, None) = (words.next(), words.next(), words.next()) else {
         return (None, Step::Reject(SYNTAX));
     };
-    let mechanism = if mech.eq_ignore_ascii_case(b"PLAIN") {
-        Mechanism::Plain
-    } else if mech.eq_ignore_ascii_case(b"LOGIN") {
-        Mechanism::Login
-    } else {
+    let Some(mechanism) = Mechanism::parse(mech) else {
         return (None, Step::Reject(UNKNOWN_MECHANISM));
     };
     match (mechanism, initial) {

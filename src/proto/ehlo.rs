@@ -61,36 +61,8 @@ pub enum Extension {
     Size,
 }
 
-/// A SASL mechanism the client implements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mechanism {
-    /// PLAIN.
-    Plain,
-    /// LOGIN.
-    Login,
-}
-
-impl Mechanism {
-    /// The mechanism's name on the wire.
-    pub fn name(self) -> &'static str {
-        match self {
-            Mechanism::Plain => "PLAIN",
-            Mechanism::Login => "LOGIN",
-        }
-    }
-
-    /// Parse a mechanism name (case-insensitive, RFC 4422 §3.1 names are
-    /// upper case but servers vary).
-    pub fn parse(name: &[u8]) -> Option<Mechanism> {
-        if name.eq_ignore_ascii_case(b"PLAIN") {
-            Some(Mechanism::Plain)
-        } else if name.eq_ignore_ascii_case(b"LOGIN") {
-            Some(Mechanism::Login)
-        } else {
-            None
-        }
-    }
-}
+/// The SASL mechanisms (shared with the server side's exchange).
+pub use super::auth::Mechanism;
 
 impl Extension {
     /// How the extension appears in diagnostics (`AUTH LOGIN`, `CHUNKING`).

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::hist::{self, Hist};
+use super::hist::{self, Hist, LatencyJson};
 use super::recorder::{Counters, Phase, Recorder};
 
 /// `format` value of a JSON report; bumped on incompatible changes.
@@ -263,21 +263,9 @@ impl Report {
                 }
                 replies.insert(phase.key().to_string(), codes);
             }
-            let h = &self.latency[i];
-            let s = hist::summary(h);
             latency.insert(
                 phase.key().to_string(),
-                LatencyJson {
-                    count: s.count,
-                    min: s.min,
-                    mean: s.mean,
-                    p50: s.p50,
-                    p90: s.p90,
-                    p99: s.p99,
-                    p99_9: s.p999,
-                    max: s.max,
-                    hdr: hist::encode(h),
-                },
+                LatencyJson::of(&self.latency[i]),
             );
         }
         let json = ReportJson {
@@ -346,33 +334,10 @@ impl Report {
         for (key, lat) in &json.latency_us {
             let phase = Phase::from_key(key).ok_or_else(|| format!("unknown phase \"{key}\""))?;
             report.latency[phase.index()] =
-                hist::decode(&lat.hdr).map_err(|e| format!("latency_us.{key}: {e}"))?;
+                lat.histogram().map_err(|e| format!("latency_us.{key}: {e}"))?;
         }
         Ok(report)
     }
-}
-
-/// One phase's latency in the JSON report (microseconds).
-#[derive(Debug, Serialize, Deserialize)]
-struct LatencyJson {
-    #[serde(default)]
-    count: u64,
-    #[serde(default)]
-    min: u64,
-    #[serde(default)]
-    mean: f64,
-    #[serde(default)]
-    p50: u64,
-    #[serde(default)]
-    p90: u64,
-    #[serde(default)]
-    p99: u64,
-    #[serde(default)]
-    p99_9: u64,
-    #[serde(default)]
-    max: u64,
-    /// HdrHistogram V2, base64: the data; the numbers above are derived.
-    hdr: String,
 }
 
 /// The JSON report's shape.

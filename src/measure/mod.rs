@@ -10,6 +10,8 @@
 //! * [`progress`]: the live `--progress` line;
 //! * [`track`]: the `--track` headers stamped by smtp-source and the sink's
 //!   per-run delivery accounting;
+//! * [`timeline`]: the per-interval timeline of a run report, bounded by
+//!   coarsening;
 //! * [`stats`]: smtp-sink's `--stats` interval line;
 //! * [`options`]: the long options of both tools and their checks;
 //! * [`source_side`] / [`sink_side`]: what a run and its sessions hold when
@@ -29,4 +31,5 @@ pub mod report;
 pub mod sink_side;
 pub mod source_side;
 pub mod stats;
+pub mod timeline;
 pub mod track;

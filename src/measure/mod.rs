@@ -7,6 +7,7 @@
 //!   `--merge`);
 //! * [`rate`]: open-loop pacing for `--rate`/`--duration`, free of
 //!   coordinated omission;
+//! * [`html`]: the `--html` page, charts as inline SVG;
 //! * [`progress`]: the live `--progress` line;
 //! * [`track`]: the `--track` headers stamped by smtp-source and the sink's
 //!   per-run delivery accounting;
@@ -22,6 +23,7 @@
 //! modules spawn tasks and write output.
 
 pub mod hist;
+pub mod html;
 pub mod options;
 pub mod output;
 pub mod progress;

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::hist::{self, Hist, LatencyJson};
 use super::recorder::{Counters, Phase, Recorder};
+use super::timeline::{Timeline, TimelineJson};
 
 /// `format` value of a JSON report; bumped on incompatible changes.
 pub const FORMAT: &str = "smtpstone-source-report/1";
@@ -51,6 +52,12 @@ pub struct Report {
     pub latency: [Hist; Phase::COUNT],
     /// TLS handshakes by negotiated `VERSION SUITE` (rustls names).
     pub tls: BTreeMap<String, u64>,
+    /// Per-interval counts and message latency (`--json`, `--html`,
+    /// `--report=timeline`).
+    pub timeline: Option<Timeline>,
+    /// The command line of each run (secrets masked), for the settings
+    /// shown by `--html`.
+    pub commands: Vec<String>,
 }
 
 /// `VERSION SUITE` of a TLS handshake from IANA code points, in rustls's
@@ -78,6 +85,8 @@ impl Report {
             other_replies: [0; Phase::COUNT],
             latency: std::array::from_fn(|_| hist::new()),
             tls: BTreeMap::new(),
+            timeline: None,
+            commands: Vec::new(),
         }
     }
 
@@ -116,6 +125,11 @@ impl Report {
             (a, b) => a.or(b),
         };
         self.counters.add(&other.counters);
+        self.commands.extend(other.commands.iter().cloned());
+        self.timeline = match (&self.timeline, &other.timeline) {
+            (Some(a), Some(b)) => Some(Timeline::merge_all(a.width_ms(), [a, b])),
+            (a, b) => a.as_ref().or(b.as_ref()).cloned(),
+        };
         for (name, &n) in &other.tls {
             *self.tls.entry(name.clone()).or_default() += n;
         }
@@ -247,6 +261,14 @@ impl Report {
         out
     }
 
+    /// The `--report=timeline` table (lines end in `\n`).
+    pub fn render_timeline(&self) -> String {
+        match &self.timeline {
+            Some(t) => t.render(),
+            None => "  timeline: none in this report\n".to_string(),
+        }
+    }
+
     /// The JSON report (pretty-printed, ends in `\n`).
     pub fn to_json(&self) -> String {
         let mut replies = BTreeMap::new();
@@ -283,6 +305,8 @@ impl Report {
             replies,
             latency_us: latency,
             tls: self.tls.clone(),
+            timeline: self.timeline.as_ref().map(Timeline::to_json),
+            commands: self.commands.clone(),
         };
         let mut text = serde_json::to_string_pretty(&json).unwrap_or_default();
         text.push('\n');
@@ -315,6 +339,8 @@ impl Report {
             .map_err(|_| "bad elapsed_secs".to_string())?;
         report.counters = json.counters;
         report.tls = json.tls;
+        report.commands = json.commands;
+        report.timeline = json.timeline.as_ref().map(Timeline::from_json).transpose()?;
         for (key, codes) in &json.replies {
             let phase = Phase::from_key(key).ok_or_else(|| format!("unknown phase \"{key}\""))?;
             let i = phase.index();
@@ -362,6 +388,12 @@ struct ReportJson {
     /// TLS handshakes by `VERSION SUITE` (absent in reports without TLS).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     tls: BTreeMap<String, u64>,
+    /// One entry per interval (absent in reports written without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    timeline: Option<TimelineJson>,
+    /// The command line of each run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    commands: Vec<String>,
 }
 
 #[cfg(test)]

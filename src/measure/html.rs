@@ -18,7 +18,7 @@ use super::timeline::{clock_text, interval_text, Timeline};
 
 /// Width and height of a chart, in SVG user units (CSS pixels).
 const WIDTH: f64 = 1100.0;
-const HEIGHT: f64 = 320.0;
+const HEIGHT: f64 = 260.0;
 /// Plot area margins: room for tick labels (left, bottom) and the legend.
 const LEFT: f64 = 70.0;
 const RIGHT: f64 = 20.0;
@@ -34,7 +34,7 @@ table{border-collapse:collapse;font-size:13px}td,th{padding:3px 10px;border-bott
 td.n{text-align:right;font-variant-numeric:tabular-nums}code{font-size:12px;word-break:break-all}
 svg{display:block;background:#fcfcfc;border:1px solid #e4e4e4}
 svg text{font-size:11px;fill:#444}.grid{stroke:#e6e6e6}.axis{stroke:#888}
-.line{fill:none;stroke-width:1.6}
+polyline.line{fill:none;stroke-width:1.6}
 .c0{stroke:#1f77b4;fill:#1f77b4}.c1{stroke:#d62728;fill:#d62728}.c2{stroke:#ff7f0e;fill:#ff7f0e}
 .c3{stroke:#2ca02c;fill:#2ca02c}.c4{stroke:#9467bd;fill:#9467bd}.c5{stroke:#8c564b;fill:#8c564b}
 .c6{stroke:#e377c2;fill:#e377c2}.c7{stroke:#7f7f7f;fill:#7f7f7f}.c8{stroke:#bcbd22;fill:#bcbd22}

@@ -160,7 +160,7 @@ mod tests {
     fn errno_text_of_os_and_other_errors() {
         let os = std::io::Error::from_raw_os_error(libc::EACCES);
         assert_eq!(errno_text(&os), "Permission denied");
-        let other = std::io::Error::new(std::io::ErrorKind::Other, "custom");
+        let other = std::io::Error::other("custom");
         assert_eq!(errno_text(&other), "custom");
     }
 

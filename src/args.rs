@@ -235,6 +235,12 @@ pub fn help_text(spec: &ToolSpec) -> String {
     command(spec).render_help().to_string()
 }
 
+/// The clap command a tool's argv is parsed with: the one source of `--help`,
+/// the manual pages' option lists and the shell completions.
+pub fn clap_command(spec: &ToolSpec) -> ClapCommand {
+    command(spec)
+}
+
 /// Parse `argv` (including `argv[0]`) the getopt way.
 ///
 /// On an unknown option or a missing value this prints glibc's line to

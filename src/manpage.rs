@@ -163,6 +163,54 @@ pub fn render(spec: &ToolSpec, page: &Page) -> String {
     out
 }
 
+/// The prose of `smtp-source(1)`.
+pub const SOURCE_PAGE: Page = Page {
+    summary: "parallel SMTP/LMTP load generator (drop-in for Postfix's smtp-source)",
+    synopsis: &["[options] [inet:]host[:port]", "[options] unix:pathname", "--merge [options] report.json ..."],
+    description: &[
+        "smtp-source connects to host (default port smtp, 25; 465 with --tls) or to the UNIX-domain socket pathname, and sends messages over -s parallel sessions until -m messages were sent, one transaction per connection unless -d keeps connections open. It answers one question: how much mail can the server at the other end handle.",
+        "Every Postfix option, default, reply rule and byte on the wire is Postfix's. Options are parsed the getopt way: options end at the first operand, flags bundle (-cd), values may be attached (-s20), and -- ends the options. Diagnostics are Postfix's (PROG: fatal: TEXT).",
+        "The long options under EXTENSIONS add ESMTP, pipelining, TLS, AUTH, BDAT, open-loop rates, run reports with exact latency percentiles, end-to-end tracking and live metrics. Without them the tool behaves exactly as Postfix's.",
+    ],
+    examples: &[
+        ("Measure an MTA: 20 sessions, 5 KB messages, 100 messages, with a counter:", "time smtp-source -s 20 -l 5120 -m 100 -c -f a -t b localhost:25"),
+        ("Reuse connections, pipeline, and write a report with latency percentiles:", "smtp-source --ehlo --pipelining -s 20 -d -l 5120 -m 50000 --report 127.0.0.1:2525"),
+        ("An open-loop soak test at 500 messages per second for five minutes:", "smtp-source --rate 500 --duration 5m -s 50 --json run.json 127.0.0.1:25"),
+        ("Merge the reports of several load machines exactly:", "smtp-source --merge a.json b.json"),
+    ],
+    exit_status: &[
+        "0 when every message was processed (or the merge succeeded); 1 on any fatal error (usage, bad option, connection or protocol failure), after a PROG: fatal: line on stderr.",
+    ],
+    differences: &[
+        "Fatal errors exit at once (Postfix sleeps one second first). The 300 s timeout bounds the whole wait for a reply. In LMTP one reply is read per accepted recipient (RFC 2033). The Postfix 3.12 behaviour is followed where the Debian 3.7 binaries differ. The full list, with the reason for each, is docs/deviations.md in the source distribution.",
+    ],
+    see_also: &["smtp-sink(1)", "postfix(1)", "swaks(1)"],
+};
+
+/// The prose of `smtp-sink(1)`.
+pub const SINK_PAGE: Page = Page {
+    summary: "SMTP/LMTP test server that discards or dumps mail (drop-in for Postfix's smtp-sink)",
+    synopsis: &["[options] [inet:][host]:port backlog", "[options] unix:pathname backlog"],
+    description: &[
+        "smtp-sink listens on the given address (there is no default port; an empty host listens on all addresses) with the given listen backlog, and accepts mail: it answers SMTP or LMTP commands, reads each message and throws it away, or dumps it to files with -d or -D. It is the fast receiving end of a control experiment and a scriptable fake server for developers of mail software: commands can be refused, delayed or made to disconnect.",
+        "Every Postfix option, default, reply and byte on the wire is Postfix's. As root, -u user is required: privileges are dropped after binding. Options are parsed the getopt way.",
+        "The long options under EXTENSIONS add STARTTLS and implicit TLS, real AUTH exchanges, BDAT, SMTPUTF8, end-to-end tracking of messages stamped by smtp-source --track, periodic statistics and live metrics. Without them the tool behaves exactly as Postfix's.",
+    ],
+    examples: &[
+        ("A sink on port 25 with a backlog of 1000 and counters on stdout:", "smtp-sink -c localhost:25 1000"),
+        ("As root, dropping privileges, dumping every message into its own file:", "smtp-sink -u nobody -d /tmp/dump/%Y%m%d/ 127.0.0.1:2525 100"),
+        ("Behind an MTA under test, tracking what arrives:", "smtp-sink -u nobody --track --json track.json 127.0.0.1:2526 100"),
+        ("Refuse RCPT with the soft error and delay DATA by 2 seconds:", "smtp-sink -r rcpt -W data:2 127.0.0.1:2525 100"),
+    ],
+    exit_status: &[
+        "0 after the -M or -n condition was met; 1 on any fatal error, after a PROG: fatal: line on stderr. SIGINT and SIGTERM end the process by the signal.",
+    ],
+    differences: &[
+        "Fatal errors exit at once (Postfix sleeps one second first). -M flushes the reply to the last message before exiting; -n works without -c; delayed replies stay in order; an empty dump template is rejected; in LMTP, DATA without an accepted RCPT always gets 503. The full list, with the reason for each, is docs/deviations.md in the source distribution.",
+    ],
+    see_also: &["smtp-source(1)", "postfix(1)", "swaks(1)"],
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

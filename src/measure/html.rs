@@ -320,8 +320,14 @@ fn settings(report: &Report) -> Option<Section> {
     let c = &report.counters;
     let mut rows: Vec<(String, String)> = vec![
         ("protocol".into(), report.protocol.clone()),
-        ("runs".into(), format!("{} ({})", report.runs, report.run_ids.join(", "))),
-        ("elapsed".into(), format!("{:.3} s", report.elapsed.as_secs_f64())),
+        (
+            "runs".into(),
+            format!("{} ({})", report.runs, report.run_ids.join(", ")),
+        ),
+        (
+            "elapsed".into(),
+            format!("{:.3} s", report.elapsed.as_secs_f64()),
+        ),
         (
             "target rate".into(),
             report
@@ -338,7 +344,10 @@ fn settings(report: &Report) -> Option<Section> {
         ),
         (
             "connections".into(),
-            format!("{} established, {} failed attempts", c.connects, c.connect_failures),
+            format!(
+                "{} established, {} failed attempts",
+                c.connects, c.connect_failures
+            ),
         ),
         (
             "throughput".into(),
@@ -361,7 +370,11 @@ fn settings(report: &Report) -> Option<Section> {
         let _ = write!(body, "<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(v));
     }
     for cmd in &report.commands {
-        let _ = write!(body, "<tr><th>command</th><td><code>{}</code></td></tr>", esc(cmd));
+        let _ = write!(
+            body,
+            "<tr><th>command</th><td><code>{}</code></td></tr>",
+            esc(cmd)
+        );
     }
     body.push_str("</table>");
     Some(Section {
@@ -474,7 +487,10 @@ fn spectrum(h: &Hist) -> Vec<(f64, f64)> {
             break;
         }
         let q = 1.0 - 1.0 / x;
-        out.push((x, h.lowest_equivalent(h.value_at_quantile(q)) as f64 / 1000.0));
+        out.push((
+            x,
+            h.lowest_equivalent(h.value_at_quantile(q)) as f64 / 1000.0,
+        ));
         k += 1;
     }
     out.push((n.max(1.0), h.lowest_equivalent(h.max()) as f64 / 1000.0));
@@ -633,7 +649,9 @@ mod tests {
     #[test]
     fn the_page_is_self_contained() {
         let page = page(&report(30));
-        for bad in ["http://", "https://", "src=", "href=", "url(", "<script", "@import"] {
+        for bad in [
+            "http://", "https://", "src=", "href=", "url(", "<script", "@import",
+        ] {
             assert!(!page.contains(bad), "{bad} in page");
         }
         assert!(page.contains("&lt;x&gt;"), "settings are escaped");

@@ -248,7 +248,10 @@ impl SourceOptions {
 
     /// Whether a run needs per-session recorders.
     pub fn records(&self) -> bool {
-        self.report || self.json.is_some() || self.html.is_some() || self.progress != ProgressMode::Off
+        self.report
+            || self.json.is_some()
+            || self.html.is_some()
+            || self.progress != ProgressMode::Off
     }
 
     /// Whether the report carries a timeline (JSON, HTML, timeline table).
@@ -353,8 +356,12 @@ mod tests {
         assert!(o.records() && o.any());
         assert!(!o.report_timeline && o.timeline());
         assert_eq!(o.interval_ms(), 1000);
-        let o = source(&[("report", "timeline"), ("interval", "250ms"), ("html", "r.html")])
-            .expect("valid");
+        let o = source(&[
+            ("report", "timeline"),
+            ("interval", "250ms"),
+            ("html", "r.html"),
+        ])
+        .expect("valid");
         assert!(o.report && o.report_timeline && o.timeline());
         assert_eq!(o.interval_ms(), 250);
         assert_eq!(o.html, Some(PathBuf::from("r.html")));

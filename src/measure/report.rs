@@ -285,10 +285,7 @@ impl Report {
                 }
                 replies.insert(phase.key().to_string(), codes);
             }
-            latency.insert(
-                phase.key().to_string(),
-                LatencyJson::of(&self.latency[i]),
-            );
+            latency.insert(phase.key().to_string(), LatencyJson::of(&self.latency[i]));
         }
         let json = ReportJson {
             format: FORMAT.to_string(),
@@ -340,7 +337,11 @@ impl Report {
         report.counters = json.counters;
         report.tls = json.tls;
         report.commands = json.commands;
-        report.timeline = json.timeline.as_ref().map(Timeline::from_json).transpose()?;
+        report.timeline = json
+            .timeline
+            .as_ref()
+            .map(Timeline::from_json)
+            .transpose()?;
         for (key, codes) in &json.replies {
             let phase = Phase::from_key(key).ok_or_else(|| format!("unknown phase \"{key}\""))?;
             let i = phase.index();
@@ -359,8 +360,9 @@ impl Report {
         }
         for (key, lat) in &json.latency_us {
             let phase = Phase::from_key(key).ok_or_else(|| format!("unknown phase \"{key}\""))?;
-            report.latency[phase.index()] =
-                lat.histogram().map_err(|e| format!("latency_us.{key}: {e}"))?;
+            report.latency[phase.index()] = lat
+                .histogram()
+                .map_err(|e| format!("latency_us.{key}: {e}"))?;
         }
         Ok(report)
     }

@@ -6,20 +6,20 @@
 
 use std::ffi::OsString;
 use std::io::{IsTerminal as _, Write as _};
-use std::sync::mpsc::{channel, Receiver, Sender};
 use std::path::Path;
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::html;
 use super::options::{JsonOut, ProgressMode, SourceOptions};
 use super::output::{print_stderr, write_json};
 use super::progress::{self, Live, Meter, Snapshot};
 use super::rate::Pacing;
 use super::recorder::{tick, Handle, Phase, Recorder, Tick};
-use super::html;
 use super::report::Report;
 use super::timeline::{Clock, Timeline};
 use super::track::{self, Stamper};

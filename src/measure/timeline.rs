@@ -716,12 +716,28 @@ mod tests {
         let mut t = Timeline::new(1000);
         t.add(interval(3_723_000, 2, &[1500, 2500]));
         let text = t.render();
-        assert!(text.starts_with("  timeline (1 s intervals, UTC)\n"), "{text}");
+        assert!(
+            text.starts_with("  timeline (1 s intervals, UTC)\n"),
+            "{text}"
+        );
         let row = text.lines().nth(2).expect("row");
         let cols: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(
             cols,
-            ["01:02:03.000", "2", "2", "0", "0", "0", "0", "200", "2.0", "1.500", "2.500", "2.500"]
+            [
+                "01:02:03.000",
+                "2",
+                "2",
+                "0",
+                "0",
+                "0",
+                "0",
+                "200",
+                "2.0",
+                "1.500",
+                "2.500",
+                "2.500"
+            ]
         );
         assert_eq!(interval_text(250), "250 ms");
         assert_eq!(interval_text(1500), "1.5 s");

@@ -562,6 +562,50 @@ mod tests {
     }
 
     #[test]
+    fn timelines_survive_json_and_merge_by_epoch() {
+        use crate::measure::timeline::{Clock, Timeline};
+        // Two runs whose clocks put tick t0 at epoch 100.2 s and 100.7 s.
+        let t0 = tick();
+        let run = |wall_ns: u64, n: u64| {
+            let clock = Clock::at(wall_ns, t0, 1000);
+            let mut r = Recorder::new(t0).with_timeline(clock, t0);
+            for i in 0..n {
+                let t = t0 + i * 200_000_000;
+                r.begin_message(t, t);
+                r.sent(10);
+                r.reply(Phase::Dot, 250, t + 1_000_000);
+                r.end_message(true);
+            }
+            let mut rep = report_of(&[], 1);
+            rep.add_recorder(&r);
+            let parts = r.take_timeline();
+            rep.timeline = Some(Timeline::merge_all(1000, &parts));
+            rep
+        };
+        let a = run(100_200_000_000, 5); // 100.2 .. 101.0 s
+        let b = run(100_700_000_000, 3); // 100.7 .. 101.1 s
+        let a = Report::from_json(&a.to_json()).expect("a");
+        let b = Report::from_json(&b.to_json()).expect("b");
+        let counts = |r: &Report| -> Vec<(u64, u64, u64)> {
+            let t = r.timeline.as_ref().expect("timeline");
+            t.intervals()
+                .iter()
+                .map(|i| (i.start_ms, i.counts.accepted, i.latency.count()))
+                .collect()
+        };
+        assert_eq!(counts(&a), [(100_000, 4, 4), (101_000, 1, 1)]);
+        assert_eq!(counts(&b), [(100_000, 2, 2), (101_000, 1, 1)]);
+        let mut m = a.clone();
+        m.merge(&b);
+        assert_eq!(counts(&m), [(100_000, 6, 6), (101_000, 2, 2)]);
+        assert!(m.render_timeline().contains("00:01:40.000"));
+        assert_eq!(
+            report_of(&[], 1).render_timeline(),
+            "  timeline: none in this report\n"
+        );
+    }
+
+    #[test]
     fn merge_protocol_and_rates() {
         let mut a = Report::new(false, "a".into(), Some(10.0));
         let b = Report::new(true, "b".into(), Some(5.0));

@@ -601,6 +601,19 @@ mod tests {
     }
 
     #[test]
+    fn command_lines_mask_secrets() {
+        let args = |a: &[&str]| command_line(a.iter().map(OsString::from));
+        assert_eq!(
+            args(&["smtp-source", "--auth-password", "s3cret", "-S", "a b", "h:25"]),
+            "smtp-source --auth-password *** -S 'a b' h:25"
+        );
+        assert_eq!(
+            args(&["smtp-source", "--auth-password=s3cret", "-f", "it's"]),
+            "smtp-source --auth-password=*** -f 'it'\\''s'"
+        );
+    }
+
+    #[test]
     fn merge_files_errors() {
         let dir = tempfile::tempdir().expect("tempdir");
         let bad = dir.path().join("bad.json");

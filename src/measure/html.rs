@@ -539,32 +539,39 @@ fn latency_spectrum(report: &Report) -> Option<Section> {
     })
 }
 
+/// One reply code's part of a stage's bar: label, style class, count.
+type CodeSegment = (String, &'static str, u64);
+
+/// The reply codes of `phase`, coloured by class (2xx … 5xx, other).
+fn segments(report: &Report, phase: Phase) -> Vec<CodeSegment> {
+    let i = phase.index();
+    let mut codes: Vec<CodeSegment> = report.replies[i]
+        .iter()
+        .map(|(&code, &n)| {
+            let class = match code / 100 {
+                2 => "k2",
+                3 => "k3",
+                4 => "k4",
+                5 => "k5",
+                _ => "kx",
+            };
+            (format!("{code:03}"), class, n)
+        })
+        .collect();
+    if report.other_replies[i] > 0 {
+        codes.push(("other".into(), "kx", report.other_replies[i]));
+    }
+    codes
+}
+
 /// One stacked bar per stage, a segment per reply code.
 fn reply_codes(report: &Report) -> Option<Section> {
     let lmtp = report.protocol == "LMTP";
-    let rows: Vec<(Phase, Vec<(String, &'static str, u64)>)> = Phase::ALL
+    let rows: Vec<(Phase, Vec<CodeSegment>)> = Phase::ALL
         .into_iter()
         .filter(|p| p.has_replies())
-        .filter_map(|p| {
-            let i = p.index();
-            let mut codes: Vec<(String, &'static str, u64)> = report.replies[i]
-                .iter()
-                .map(|(&code, &n)| {
-                    let class = match code / 100 {
-                        2 => "k2",
-                        3 => "k3",
-                        4 => "k4",
-                        5 => "k5",
-                        _ => "kx",
-                    };
-                    (format!("{code:03}"), class, n)
-                })
-                .collect();
-            if report.other_replies[i] > 0 {
-                codes.push(("other".into(), "kx", report.other_replies[i]));
-            }
-            (!codes.is_empty()).then_some((p, codes))
-        })
+        .map(|p| (p, segments(report, p)))
+        .filter(|(_, codes)| !codes.is_empty())
         .collect();
     if rows.is_empty() {
         return None;

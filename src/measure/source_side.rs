@@ -604,7 +604,14 @@ mod tests {
     fn command_lines_mask_secrets() {
         let args = |a: &[&str]| command_line(a.iter().map(OsString::from));
         assert_eq!(
-            args(&["smtp-source", "--auth-password", "s3cret", "-S", "a b", "h:25"]),
+            args(&[
+                "smtp-source",
+                "--auth-password",
+                "s3cret",
+                "-S",
+                "a b",
+                "h:25"
+            ]),
             "smtp-source --auth-password *** -S 'a b' h:25"
         );
         assert_eq!(

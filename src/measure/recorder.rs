@@ -379,6 +379,11 @@ impl Recorder {
     #[inline]
     pub fn mark(&mut self, now: Tick) {
         self.mark = now;
+        if let Some(t) = &mut self.timeline {
+            // Events without a clock read of their own (bytes written,
+            // a failed connect) count in the interval of the latest one.
+            t.at(now);
+        }
     }
 
     /// A connect attempt failed.

@@ -57,7 +57,11 @@ impl PolicyError {
 
     /// An error reading the file itself.
     pub fn unreadable(origin: &str, err: &std::io::Error) -> Self {
-        PolicyError { origin: origin.to_owned(), position: None, message: crate::diag::errno_text(err) }
+        PolicyError {
+            origin: origin.to_owned(),
+            position: None,
+            message: crate::diag::errno_text(err),
+        }
     }
 }
 
@@ -248,7 +252,8 @@ impl Policy {
     /// Read and check a policy file.
     pub fn load(path: &std::path::Path) -> Result<Policy, PolicyError> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| PolicyError::unreadable(&origin, &e))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| PolicyError::unreadable(&origin, &e))?;
         Policy::parse(&text, &origin)
     }
 
@@ -283,7 +288,11 @@ impl Checker<'_> {
             let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
             (line, col)
         });
-        PolicyError { origin: self.origin.to_owned(), position, message }
+        PolicyError {
+            origin: self.origin.to_owned(),
+            position,
+            message,
+        }
     }
 
     fn at(&self, text: &Text, message: String) -> PolicyError {
@@ -292,24 +301,47 @@ impl Checker<'_> {
 
     fn policy(&self, raw: RawPolicy) -> Checked<Policy> {
         if raw.rules.len() > MAX_RULES {
-            return Err(self.error(None, format!("{} rules, at most {MAX_RULES} allowed", raw.rules.len())));
+            return Err(self.error(
+                None,
+                format!("{} rules, at most {MAX_RULES} allowed", raw.rules.len()),
+            ));
         }
         let mut rules = Vec::with_capacity(raw.rules.len() + 1);
         for (i, mut rule) in raw.rules.into_iter().enumerate() {
             let name = self.rule_name(rule.name.as_ref(), i, &rules)?;
             let conditions = Conditions {
-                rcpt: rule.recipient.iter().map(|t| Glob::new(t.get_ref())).collect(),
-                rcpt_domain: rule.recipient_domain.iter().map(|t| Glob::new(t.get_ref())).collect(),
+                rcpt: rule
+                    .recipient
+                    .iter()
+                    .map(|t| Glob::new(t.get_ref()))
+                    .collect(),
+                rcpt_domain: rule
+                    .recipient_domain
+                    .iter()
+                    .map(|t| Glob::new(t.get_ref()))
+                    .collect(),
                 sender: rule.sender.iter().map(|t| Glob::new(t.get_ref())).collect(),
-                sender_domain: rule.sender_domain.iter().map(|t| Glob::new(t.get_ref())).collect(),
+                sender_domain: rule
+                    .sender_domain
+                    .iter()
+                    .map(|t| Glob::new(t.get_ref()))
+                    .collect(),
                 client: self.cidrs(&rule.client)?,
                 helo: rule.helo.iter().map(|t| Glob::new(t.get_ref())).collect(),
             };
             let stages = self.stages(rule.take_outcomes())?;
-            rules.push(Rule { name, conditions, stages });
+            rules.push(Rule {
+                name,
+                conditions,
+                stages,
+            });
         }
         let stages = self.stages(raw.default)?;
-        rules.push(Rule { name: DEFAULT_RULE.to_owned(), conditions: Conditions::default(), stages });
+        rules.push(Rule {
+            name: DEFAULT_RULE.to_owned(),
+            conditions: Conditions::default(),
+            stages,
+        });
         Ok(Policy {
             rules,
             limits: self.limits(raw.limits)?,
@@ -320,15 +352,22 @@ impl Checker<'_> {
     }
 
     fn rule_name(&self, name: Option<&Text>, index: usize, earlier: &[Rule]) -> Checked<String> {
-        let Some(name) = name else { return Ok(format!("rule-{}", index + 1)) };
+        let Some(name) = name else {
+            return Ok(format!("rule-{}", index + 1));
+        };
         let text = name.get_ref();
         let valid = !text.is_empty()
             && text.len() <= MAX_RULE_NAME
-            && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
         if !valid {
-            return Err(self.at(name, format!(
+            return Err(self.at(
+                name,
+                format!(
                 "rule name {text:?} must be 1 to {MAX_RULE_NAME} letters, digits, '_', '.' or '-'"
-            )));
+            ),
+            ));
         }
         if text == DEFAULT_RULE || earlier.iter().any(|r| r.name == *text) {
             return Err(self.at(name, format!("rule name {text:?} is already used")));
@@ -337,11 +376,18 @@ impl Checker<'_> {
     }
 
     fn cidrs(&self, list: &[Text]) -> Checked<Vec<Cidr>> {
-        list.iter().map(|t| Cidr::parse(t.get_ref()).map_err(|m| self.at(t, m))).collect()
+        list.iter()
+            .map(|t| Cidr::parse(t.get_ref()).map_err(|m| self.at(t, m)))
+            .collect()
     }
 
     fn stages(&self, raw: RawOutcomes) -> Checked<[StagePlan; 4]> {
-        let RawTarpit { greeting, mail, rcpt, data } = raw.tarpit;
+        let RawTarpit {
+            greeting,
+            mail,
+            rcpt,
+            data,
+        } = raw.tarpit;
         Ok([
             self.stage(Stage::Connect, raw.connect, greeting)?,
             self.stage(Stage::Mail, raw.mail, mail)?,
@@ -350,7 +396,12 @@ impl Checker<'_> {
         ])
     }
 
-    fn stage(&self, stage: Stage, raw: Vec<RawOutcome>, tarpit: Option<Text>) -> Checked<StagePlan> {
+    fn stage(
+        &self,
+        stage: Stage,
+        raw: Vec<RawOutcome>,
+        tarpit: Option<Text>,
+    ) -> Checked<StagePlan> {
         let tarpit = tarpit.as_ref().map(|t| self.delay(t)).transpose()?;
         let mut choices = Vec::with_capacity(raw.len());
         let mut total = 0.0f64;
@@ -358,20 +409,31 @@ impl Checker<'_> {
             let p = *outcome.probability.get_ref();
             let p_span = outcome.probability.span();
             if !(0.0..=1.0).contains(&p) {
-                return Err(self.error(Some(p_span), format!("probability {p} must be between 0 and 1")));
+                return Err(self.error(
+                    Some(p_span),
+                    format!("probability {p} must be between 0 and 1"),
+                ));
             }
             total += p;
             if total > 1.0 + 1e-9 {
-                return Err(self.error(Some(p_span), format!(
-                    "the {} probabilities add up to {total}, more than 1",
-                    Stage::NAMES[stage as usize]
-                )));
+                return Err(self.error(
+                    Some(p_span),
+                    format!(
+                        "the {} probabilities add up to {total}, more than 1",
+                        Stage::NAMES[stage as usize]
+                    ),
+                ));
             }
             let kind = self.kind(stage, &outcome.outcome)?;
             let replies = self.outcome_replies(stage, kind, &outcome)?;
             let delay = outcome.delay.as_ref().map(|t| self.delay(t)).transpose()?;
             let until = ((total.min(1.0) * 4_294_967_296.0).round()) as u64;
-            choices.push(Choice { kind, until, replies, delay });
+            choices.push(Choice {
+                kind,
+                until,
+                replies,
+                delay,
+            });
         }
         Ok(StagePlan { choices, tarpit })
     }
@@ -382,16 +444,27 @@ impl Checker<'_> {
             "defer" => Kind::Defer,
             "bounce" => Kind::Bounce,
             other => {
-                return Err(self.at(text, format!("outcome {other:?} must be accept, defer or bounce")))
+                return Err(self.at(
+                    text,
+                    format!("outcome {other:?} must be accept, defer or bounce"),
+                ))
             }
         };
         if stage == Stage::Connect && kind == Kind::Accept {
-            return Err(self.at(text, "connect outcomes are defer (421) or bounce (554)".to_owned()));
+            return Err(self.at(
+                text,
+                "connect outcomes are defer (421) or bounce (554)".to_owned(),
+            ));
         }
         Ok(kind)
     }
 
-    fn outcome_replies(&self, stage: Stage, kind: Kind, raw: &RawOutcome) -> Checked<Option<ReplySet>> {
+    fn outcome_replies(
+        &self,
+        stage: Stage,
+        kind: Kind,
+        raw: &RawOutcome,
+    ) -> Checked<Option<ReplySet>> {
         let (class, codes): (Class, &[u16]) = match (stage, kind) {
             // RFC 5321 §3.1: a server refusing service greets with 554 or,
             // for a temporary condition, 421.
@@ -407,7 +480,10 @@ impl Checker<'_> {
             .map(|t| Reply::parse(t.get_ref(), &[class], codes).map_err(|m| self.at(t, m)))
             .collect::<Checked<Vec<_>>>()?;
         if replies.is_empty() && kind != Kind::Accept {
-            return Err(self.at(&raw.outcome, "a defer or bounce outcome needs at least one reply".to_owned()));
+            return Err(self.at(
+                &raw.outcome,
+                "a defer or bounce outcome needs at least one reply".to_owned(),
+            ));
         }
         Ok(ReplySet::new(replies))
     }
@@ -443,7 +519,13 @@ impl Checker<'_> {
             .map_err(|e| self.at(text, format!("bad duration {:?}: {e}", text.get_ref())))
     }
 
-    fn reply(&self, text: Option<&Text>, default: &str, class: Class, codes: &[u16]) -> Checked<Reply> {
+    fn reply(
+        &self,
+        text: Option<&Text>,
+        default: &str,
+        class: Class,
+        codes: &[u16],
+    ) -> Checked<Reply> {
         match text {
             Some(t) => Reply::parse(t.get_ref(), &[class], codes).map_err(|m| self.at(t, m)),
             None => Reply::parse(default, &[class], codes).map_err(|m| self.error(None, m)),
@@ -454,17 +536,34 @@ impl Checker<'_> {
         let connections = match raw.connections_per_client {
             None => None,
             Some(n) => {
-                let limit = u32::try_from(*n.get_ref()).ok().filter(|&v| v > 0).ok_or_else(|| {
-                    self.error(Some(n.span()), "connections_per_client must be a positive number".to_owned())
-                })?;
-                let reply = self.reply(raw.connection_reply.as_ref(), CONNECTION_REPLY, Class::Transient, &[421])?;
+                let limit = u32::try_from(*n.get_ref())
+                    .ok()
+                    .filter(|&v| v > 0)
+                    .ok_or_else(|| {
+                        self.error(
+                            Some(n.span()),
+                            "connections_per_client must be a positive number".to_owned(),
+                        )
+                    })?;
+                let reply = self.reply(
+                    raw.connection_reply.as_ref(),
+                    CONNECTION_REPLY,
+                    Class::Transient,
+                    &[421],
+                )?;
                 Some((limit, reply))
             }
         };
         Ok(Limits {
             connections,
-            client_messages: raw.client_messages.map(|r| self.rate(r, CLIENT_RATE_REPLY)).transpose()?,
-            domain_messages: raw.domain_messages.map(|r| self.rate(r, DOMAIN_RATE_REPLY)).transpose()?,
+            client_messages: raw
+                .client_messages
+                .map(|r| self.rate(r, CLIENT_RATE_REPLY))
+                .transpose()?,
+            domain_messages: raw
+                .domain_messages
+                .map(|r| self.rate(r, DOMAIN_RATE_REPLY))
+                .transpose()?,
         })
     }
 
@@ -473,7 +572,9 @@ impl Checker<'_> {
             u64::try_from(*v.get_ref())
                 .ok()
                 .filter(|&n| n > 0)
-                .ok_or_else(|| self.error(Some(v.span()), format!("{what} must be a positive number")))
+                .ok_or_else(|| {
+                    self.error(Some(v.span()), format!("{what} must be a positive number"))
+                })
         };
         let count = positive(&raw.count, "count")?;
         let burst = match &raw.burst {
@@ -482,11 +583,22 @@ impl Checker<'_> {
         };
         let interval = self.long_duration(&raw.interval)?;
         if interval.is_zero() {
-            return Err(self.at(&raw.interval, "interval must be longer than zero".to_owned()));
+            return Err(self.at(
+                &raw.interval,
+                "interval must be longer than zero".to_owned(),
+            ));
         }
         let interval_ns = u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX);
-        let reply = self.reply(raw.reply.as_ref(), default_reply, Class::Transient, RATE_CODES)?;
-        Ok(RateLimit { rate: Rate::new(count, interval_ns, burst), reply })
+        let reply = self.reply(
+            raw.reply.as_ref(),
+            default_reply,
+            Class::Transient,
+            RATE_CODES,
+        )?;
+        Ok(RateLimit {
+            rate: Rate::new(count, interval_ns, burst),
+            reply,
+        })
     }
 
     fn greylist(&self, raw: Option<super::raw::RawGreylist>) -> Checked<GreylistPlan> {
@@ -498,11 +610,24 @@ impl Checker<'_> {
                 reply: self.reply(None, GREYLIST_REPLY, Class::Transient, &[])?,
             });
         };
-        let delay = raw.delay.as_ref().map(|t| self.long_duration(t)).transpose()?.unwrap_or(GREYLIST_DELAY);
-        let expire = raw.expire.as_ref().map(|t| self.long_duration(t)).transpose()?.unwrap_or(GREYLIST_EXPIRE);
+        let delay = raw
+            .delay
+            .as_ref()
+            .map(|t| self.long_duration(t))
+            .transpose()?
+            .unwrap_or(GREYLIST_DELAY);
+        let expire = raw
+            .expire
+            .as_ref()
+            .map(|t| self.long_duration(t))
+            .transpose()?
+            .unwrap_or(GREYLIST_EXPIRE);
         if expire < delay {
             let at = raw.expire.as_ref().or(raw.delay.as_ref());
-            return Err(self.error(at.map(Text::span), "greylist expire must not be shorter than its delay".to_owned()));
+            return Err(self.error(
+                at.map(Text::span),
+                "greylist expire must not be shorter than its delay".to_owned(),
+            ));
         }
         Ok(GreylistPlan {
             enabled: raw.enabled,
@@ -513,10 +638,15 @@ impl Checker<'_> {
     }
 
     fn trigger(&self, text: Option<&Text>, default: &str) -> Checked<Box<[u8]>> {
-        let Some(t) = text else { return Ok(default.as_bytes().into()) };
+        let Some(t) = text else {
+            return Ok(default.as_bytes().into());
+        };
         let v = t.get_ref();
         if v.is_empty() || v.bytes().any(|b| b == b'@' || !(0x21..=0x7e).contains(&b)) {
-            return Err(self.at(t, format!("trigger {v:?} must be a non-empty local part without '@'")));
+            return Err(self.at(
+                t,
+                format!("trigger {v:?} must be a non-empty local part without '@'"),
+            ));
         }
         Ok(v.to_ascii_lowercase().into_bytes().into_boxed_slice())
     }
@@ -526,8 +656,18 @@ impl Checker<'_> {
             defer: self.trigger(raw.defer.as_ref(), "defer")?,
             bounce: self.trigger(raw.bounce.as_ref(), "bounce")?,
             greylist: self.trigger(raw.greylist.as_ref(), "greylist")?,
-            defer_reply: self.reply(raw.defer_reply.as_ref(), DEFER_TRIGGER_REPLY, Class::Transient, &[])?,
-            bounce_reply: self.reply(raw.bounce_reply.as_ref(), BOUNCE_TRIGGER_REPLY, Class::Permanent, &[])?,
+            defer_reply: self.reply(
+                raw.defer_reply.as_ref(),
+                DEFER_TRIGGER_REPLY,
+                Class::Transient,
+                &[],
+            )?,
+            bounce_reply: self.reply(
+                raw.bounce_reply.as_ref(),
+                BOUNCE_TRIGGER_REPLY,
+                Class::Permanent,
+                &[],
+            )?,
         })
     }
 

@@ -76,8 +76,6 @@ pub struct Decision<'e> {
 }
 
 impl<'e> Decision<'e> {
-    const ACCEPT: Decision<'static> = Decision { delay: Duration::ZERO, reply: None };
-
     /// The sink replies as it would without a policy (possibly after a delay).
     pub fn is_accept(&self) -> bool {
         self.reply.is_none_or(|r| r.code() / 100 == 2)
@@ -160,7 +158,9 @@ fn globs_match(list: &[Glob], value: Option<&[u8]>) -> bool {
 }
 
 fn matches(c: &Conditions, f: &Facts<'_>) -> bool {
-    (c.client.is_empty() || f.client.is_some_and(|ip| c.client.iter().any(|b| b.contains(ip))))
+    (c.client.is_empty()
+        || f.client
+            .is_some_and(|ip| c.client.iter().any(|b| b.contains(ip))))
         && globs_match(&c.helo, f.helo)
         && globs_match(&c.sender, f.sender)
         && globs_match(&c.sender_domain, f.sender.map(domain))
@@ -181,7 +181,11 @@ impl PolicyEngine {
     pub fn new(policy: Policy, seed: u64) -> Self {
         let g = &policy.greylist;
         let tables = Tables {
-            connections: policy.limits.connections.as_ref().map(|(n, _)| Connections::new(*n)),
+            connections: policy
+                .limits
+                .connections
+                .as_ref()
+                .map(|(n, _)| Connections::new(*n)),
             client_messages: policy
                 .limits
                 .client_messages
@@ -192,7 +196,11 @@ impl PolicyEngine {
                 .domain_messages
                 .as_ref()
                 .map(|l| Buckets::new(l.rate, table::BUCKET_MAX_ENTRIES)),
-            greylist: Greylisting::new(nanos(g.delay), nanos(g.expire), table::GREYLIST_MAX_ENTRIES),
+            greylist: Greylisting::new(
+                nanos(g.delay),
+                nanos(g.expire),
+                table::GREYLIST_MAX_ENTRIES,
+            ),
         };
         PolicyEngine {
             stats: Accounting::new(policy.rules.len()),
@@ -275,30 +283,55 @@ impl PolicyEngine {
     }
 
     /// Count and apply the stage's random outcome.
-    fn outcome<'e>(&'e self, s: &mut SessionPolicy, rule: usize, stage: Stage) -> (Kind, Decision<'e>) {
+    fn outcome<'e>(
+        &'e self,
+        s: &mut SessionPolicy,
+        rule: usize,
+        stage: Stage,
+    ) -> (Kind, Decision<'e>) {
         let Some(choice) = Self::choose(self.plan(rule, stage), &mut s.rng) else {
             return (Kind::Accept, self.decide(s, rule, stage, None, None));
         };
-        let reply = choice.replies.as_ref().map(|set| set.pick(s.rng.next_u32()));
+        let reply = choice
+            .replies
+            .as_ref()
+            .map(|set| set.pick(s.rng.next_u32()));
         match choice.kind {
             Kind::Accept => {}
             Kind::Defer => self.stats.add(rule, Outcome::Deferred),
             Kind::Bounce => self.stats.add(rule, Outcome::Bounced),
         }
-        (choice.kind, self.decide(s, rule, stage, reply, choice.delay))
+        (
+            choice.kind,
+            self.decide(s, rule, stage, reply, choice.delay),
+        )
     }
 
     /// A new connection from `client` (`None` for a UNIX-domain socket):
     /// the connection limit, connect outcomes and the greeting tarpit.
     /// A `421` or `554` reply replaces the greeting (RFC 5321 §3.1).
-    pub fn on_connect(&self, s: &mut SessionPolicy, client: Option<IpAddr>, now: Duration) -> Decision<'_> {
+    pub fn on_connect(
+        &self,
+        s: &mut SessionPolicy,
+        client: Option<IpAddr>,
+        now: Duration,
+    ) -> Decision<'_> {
         let _ = now;
         s.client = client;
         s.client_key = client.map_or(0, ip_key);
-        let facts = Facts { client, helo: None, sender: None, rcpt: None };
+        let facts = Facts {
+            client,
+            helo: None,
+            sender: None,
+            rcpt: None,
+        };
         let rule = self.rule_for(&facts, &mut s.rules_evaluated);
         if let (Some((_, reply)), Some(_)) = (&self.policy.limits.connections, client) {
-            let counted = self.tables().connections.as_mut().and_then(|c| c.open(s.client_key));
+            let counted = self
+                .tables()
+                .connections
+                .as_mut()
+                .and_then(|c| c.open(s.client_key));
             if counted == Some(false) {
                 self.stats.add(rule, Outcome::RateLimited);
                 return self.decide(s, rule, Stage::Connect, Some(reply), None);
@@ -322,11 +355,20 @@ impl PolicyEngine {
         let buf = s.sender.get_or_insert_with(Vec::new);
         buf.clear();
         buf.extend_from_slice(mailbox(args));
-        let facts = Facts { client: s.client, helo: s.helo.as_deref(), sender: s.sender.as_deref(), rcpt: None };
+        let facts = Facts {
+            client: s.client,
+            helo: s.helo.as_deref(),
+            sender: s.sender.as_deref(),
+            rcpt: None,
+        };
         let rule = self.rule_for(&facts, &mut s.rules_evaluated);
         if let Some(limit) = &self.policy.limits.client_messages {
             let key = KeyHasher::new().ip(s.client_key).finish();
-            let ok = self.tables().client_messages.as_mut().is_none_or(|b| b.take(key, nanos(now)));
+            let ok = self
+                .tables()
+                .client_messages
+                .as_mut()
+                .is_none_or(|b| b.take(key, nanos(now)));
             if !ok {
                 self.stats.add(rule, Outcome::RateLimited);
                 return self.decide(s, rule, Stage::Mail, Some(&limit.reply), None);
@@ -340,7 +382,12 @@ impl PolicyEngine {
     pub fn on_rcpt(&self, s: &mut SessionPolicy, args: &[u8], now: Duration) -> Decision<'_> {
         let rcpt = mailbox(args);
         let sender = s.sender.as_deref();
-        let facts = Facts { client: s.client, helo: s.helo.as_deref(), sender, rcpt: Some(rcpt) };
+        let facts = Facts {
+            client: s.client,
+            helo: s.helo.as_deref(),
+            sender,
+            rcpt: Some(rcpt),
+        };
         let rule = self.rule_for(&facts, &mut s.rules_evaluated);
         let t = &self.policy.triggers;
         let local = local_part(rcpt);
@@ -365,7 +412,13 @@ impl PolicyEngine {
                 .finish();
             if self.tables().greylist.check(key, nanos(now)) == Greylist::Defer {
                 self.stats.add(rule, Outcome::Greylisted);
-                return self.decide(s, rule, Stage::Rcpt, Some(&self.policy.greylist.reply), None);
+                return self.decide(
+                    s,
+                    rule,
+                    Stage::Rcpt,
+                    Some(&self.policy.greylist.reply),
+                    None,
+                );
             }
         }
         let (kind, decision) = self.outcome(s, rule, Stage::Rcpt);
@@ -387,7 +440,11 @@ impl PolicyEngine {
             s.charged[s.charged_len] = key;
             s.charged_len += 1;
         }
-        let ok = self.tables().domain_messages.as_mut().is_none_or(|b| b.take(key, nanos(now)));
+        let ok = self
+            .tables()
+            .domain_messages
+            .as_mut()
+            .is_none_or(|b| b.take(key, nanos(now)));
         (!ok).then_some(&limit.reply)
     }
 
@@ -399,7 +456,12 @@ impl PolicyEngine {
         let rule = match s.message_rule {
             Some(rule) => rule,
             None => {
-                let facts = Facts { client: s.client, helo: s.helo.as_deref(), sender: s.sender.as_deref(), rcpt: None };
+                let facts = Facts {
+                    client: s.client,
+                    helo: s.helo.as_deref(),
+                    sender: s.sender.as_deref(),
+                    rcpt: None,
+                };
                 self.rule_for(&facts, &mut s.rules_evaluated)
             }
         };
@@ -432,8 +494,18 @@ impl PolicyEngine {
             .rules
             .iter()
             .enumerate()
-            .map(|(i, r)| RuleCounts { rule: r.name.clone(), counts: self.stats.rule(i) })
+            .map(|(i, r)| RuleCounts {
+                rule: r.name.clone(),
+                counts: self.stats.rule(i),
+            })
             .collect();
-        Snapshot { rules }
+        let t = self.tables();
+        Snapshot {
+            rules,
+            greylist_entries: t.greylist.len(),
+            bucket_entries: t.client_messages.as_ref().map_or(0, Buckets::len)
+                + t.domain_messages.as_ref().map_or(0, Buckets::len),
+            connection_entries: t.connections.as_ref().map_or(0, Connections::len),
+        }
     }
 }

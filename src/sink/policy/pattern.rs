@@ -14,7 +14,9 @@ pub struct Glob {
 impl Glob {
     /// A glob from its text (lowercased here, once).
     pub fn new(text: &str) -> Self {
-        Glob { lower: text.to_ascii_lowercase().into_bytes().into_boxed_slice() }
+        Glob {
+            lower: text.to_ascii_lowercase().into_bytes().into_boxed_slice(),
+        }
     }
 
     /// Whether `input` matches, comparing `input` case-insensitively.
@@ -82,11 +84,21 @@ impl Cidr {
                 .filter(|&n| n <= max)
                 .ok_or_else(|| format!("{text:?}: prefix length must be 0..={max}"))?,
         };
-        let mask = if len == 0 { 0 } else { (u128::MAX << (max - len)) & width_mask(max) };
+        let mask = if len == 0 {
+            0
+        } else {
+            (u128::MAX << (max - len)) & width_mask(max)
+        };
         if bits & !mask != 0 {
-            return Err(format!("{text:?}: address has bits set beyond the /{len} prefix"));
+            return Err(format!(
+                "{text:?}: address has bits set beyond the /{len} prefix"
+            ));
         }
-        Ok(Cidr { v4, network: bits, mask })
+        Ok(Cidr {
+            v4,
+            network: bits,
+            mask,
+        })
     }
 
     /// Whether `ip` is inside the block.
@@ -134,7 +146,10 @@ pub fn mailbox(args: &[u8]) -> &[u8] {
             &args[1..end]
         }
         _ => {
-            let end = args.iter().position(|&b| b == b' ' || b == b'\t').unwrap_or(args.len());
+            let end = args
+                .iter()
+                .position(|&b| b == b' ' || b == b'\t')
+                .unwrap_or(args.len());
             &args[..end]
         }
     };
@@ -252,12 +267,20 @@ mod tests {
         assert!(!six.contains("10.0.0.1".parse().unwrap()));
         let one = Cidr::parse("::1").unwrap();
         assert!(one.contains("::1".parse().unwrap()));
-        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
-        assert!(Cidr::parse("::/0").unwrap().contains("2001::1".parse().unwrap()));
+        assert!(Cidr::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
+        assert!(Cidr::parse("::/0")
+            .unwrap()
+            .contains("2001::1".parse().unwrap()));
         assert!(Cidr::parse("[::1]/128").is_ok());
-        assert!(Cidr::parse("10.1.2.3/8").unwrap_err().contains("beyond the /8"));
+        assert!(Cidr::parse("10.1.2.3/8")
+            .unwrap_err()
+            .contains("beyond the /8"));
         assert!(Cidr::parse("10.0.0.0/33").unwrap_err().contains("0..=32"));
-        assert!(Cidr::parse("example.com").unwrap_err().contains("not an IPv4"));
+        assert!(Cidr::parse("example.com")
+            .unwrap_err()
+            .contains("not an IPv4"));
     }
 
     #[test]
@@ -274,7 +297,13 @@ mod tests {
 
     #[test]
     fn keys_fold_case_and_separate_fields() {
-        let h = |a: &str, b: &str| KeyHasher::new().bytes(a.as_bytes()).separator().bytes(b.as_bytes()).finish();
+        let h = |a: &str, b: &str| {
+            KeyHasher::new()
+                .bytes(a.as_bytes())
+                .separator()
+                .bytes(b.as_bytes())
+                .finish()
+        };
         assert_eq!(h("A@X", "b"), h("a@x", "B"));
         assert_ne!(h("ab", "c"), h("a", "bc"));
         let v4 = ip_key("10.0.0.1".parse().unwrap());

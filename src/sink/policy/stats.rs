@@ -35,7 +35,14 @@ impl Outcome {
 
     /// The metric label.
     pub fn label(self) -> &'static str {
-        ["accepted", "deferred", "bounced", "greylisted", "rate_limited", "tarpitted"][self as usize]
+        [
+            "accepted",
+            "deferred",
+            "bounced",
+            "greylisted",
+            "rate_limited",
+            "tarpitted",
+        ][self as usize]
     }
 }
 
@@ -48,12 +55,19 @@ pub struct Accounting {
 impl Accounting {
     /// Zeroed counters.
     pub fn new(rules: usize) -> Self {
-        Accounting { counts: (0..rules * Outcome::ALL.len()).map(|_| AtomicU64::new(0)).collect() }
+        Accounting {
+            counts: (0..rules * Outcome::ALL.len())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        }
     }
 
     /// Count one `outcome` for rule `rule`.
     pub fn add(&self, rule: usize, outcome: Outcome) {
-        if let Some(c) = self.counts.get(rule * Outcome::ALL.len() + outcome as usize) {
+        if let Some(c) = self
+            .counts
+            .get(rule * Outcome::ALL.len() + outcome as usize)
+        {
             c.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -62,7 +76,10 @@ impl Accounting {
     pub fn rule(&self, rule: usize) -> [u64; 6] {
         let mut out = [0; 6];
         for (i, o) in out.iter_mut().enumerate() {
-            *o = self.counts.get(rule * 6 + i).map_or(0, |c| c.load(Ordering::Relaxed));
+            *o = self
+                .counts
+                .get(rule * 6 + i)
+                .map_or(0, |c| c.load(Ordering::Relaxed));
         }
         out
     }
@@ -89,6 +106,12 @@ impl RuleCounts {
 pub struct Snapshot {
     /// Per rule.
     pub rules: Vec<RuleCounts>,
+    /// Greylist triples held (see `GREYLIST_MAX_ENTRIES` for the cost).
+    pub greylist_entries: usize,
+    /// Token buckets held, both tables.
+    pub bucket_entries: usize,
+    /// Client addresses with counted connections.
+    pub connection_entries: usize,
 }
 
 impl Snapshot {

@@ -44,7 +44,10 @@ impl Rate {
     /// `count` tokens per `interval_ns`, holding at most `burst` (≥ 1).
     pub fn new(count: u64, interval_ns: u64, burst: u64) -> Self {
         let period_ns = (interval_ns / count.max(1)).max(1);
-        Rate { period_ns, tolerance_ns: period_ns.saturating_mul(burst.max(1) - 1) }
+        Rate {
+            period_ns,
+            tolerance_ns: period_ns.saturating_mul(burst.max(1) - 1),
+        }
     }
 }
 
@@ -65,7 +68,12 @@ pub struct Buckets {
 impl Buckets {
     /// Empty buckets of one shape, holding at most `cap` keys.
     pub fn new(rate: Rate, cap: usize) -> Self {
-        Buckets { rate, cap, tat: HashMap::new(), last_sweep: None }
+        Buckets {
+            rate,
+            cap,
+            tat: HashMap::new(),
+            last_sweep: None,
+        }
     }
 
     /// Take one token for `key` at `now`; false when the bucket is empty.
@@ -74,7 +82,13 @@ impl Buckets {
         if !self.tat.contains_key(&key) {
             // An entry whose arrival time has passed is a full bucket, the
             // same as no entry.
-            make_room(&mut self.tat, self.cap, &mut self.last_sweep, now, |_, t| *t > now);
+            make_room(
+                &mut self.tat,
+                self.cap,
+                &mut self.last_sweep,
+                now,
+                |_, t| *t > now,
+            );
         }
         let tat = self.tat.entry(key).or_insert(now);
         let start = (*tat).max(now);
@@ -128,7 +142,10 @@ pub struct Connections {
 impl Connections {
     /// No connections yet; at most `limit` per address.
     pub fn new(limit: u32) -> Self {
-        Connections { limit, open: HashMap::new() }
+        Connections {
+            limit,
+            open: HashMap::new(),
+        }
     }
 
     /// Count a new connection from `key`: `Some(true)` counted, `Some(false)`
@@ -197,7 +214,13 @@ impl Greylisting {
     /// Retries pass after `delay_ns`; entries unseen for `expire_ns` are
     /// forgotten (the next attempt is a first attempt again).
     pub fn new(delay_ns: u64, expire_ns: u64, cap: usize) -> Self {
-        Greylisting { delay_ns, expire_ns, cap, entries: HashMap::new(), last_sweep: None }
+        Greylisting {
+            delay_ns,
+            expire_ns,
+            cap,
+            entries: HashMap::new(),
+            last_sweep: None,
+        }
     }
 
     /// Judge an attempt for `key` at `now` and record it.
@@ -212,13 +235,26 @@ impl Greylisting {
                     Greylist::Defer
                 };
             }
-            *e = Triple { first_ns: now, last_ns: now };
+            *e = Triple {
+                first_ns: now,
+                last_ns: now,
+            };
             return Greylist::Defer;
         }
-        make_room(&mut self.entries, self.cap, &mut self.last_sweep, now, |_, e| {
-            now.saturating_sub(e.last_ns) <= expire
-        });
-        self.entries.insert(key, Triple { first_ns: now, last_ns: now });
+        make_room(
+            &mut self.entries,
+            self.cap,
+            &mut self.last_sweep,
+            now,
+            |_, e| now.saturating_sub(e.last_ns) <= expire,
+        );
+        self.entries.insert(
+            key,
+            Triple {
+                first_ns: now,
+                last_ns: now,
+            },
+        );
         Greylist::Defer
     }
 

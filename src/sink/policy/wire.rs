@@ -72,7 +72,10 @@ impl Reply {
         let text = text.strip_suffix('\n').unwrap_or(text);
         let lines: Vec<&str> = text.split('\n').map(|l| l.trim_end_matches('\r')).collect();
         if lines.len() > MAX_REPLY_LINES {
-            return Err(format!("reply has {} lines, at most {MAX_REPLY_LINES} allowed", lines.len()));
+            return Err(format!(
+                "reply has {} lines, at most {MAX_REPLY_LINES} allowed",
+                lines.len()
+            ));
         }
         let code = parse_code(lines[0])?;
         let class = Class::of(code).ok_or_else(|| {
@@ -80,11 +83,17 @@ impl Reply {
         })?;
         if !allowed.contains(&class) {
             let names: Vec<&str> = allowed.iter().map(|c| c.name()).collect();
-            return Err(format!("reply code {code} here must be {}", names.join(" or ")));
+            return Err(format!(
+                "reply code {code} here must be {}",
+                names.join(" or ")
+            ));
         }
         if !codes.is_empty() && !codes.contains(&code) {
             let list: Vec<String> = codes.iter().map(u16::to_string).collect();
-            return Err(format!("reply code {code} here must be one of {}", list.join(", ")));
+            return Err(format!(
+                "reply code {code} here must be one of {}",
+                list.join(", ")
+            ));
         }
         let mut bytes = Vec::new();
         for (i, line) in lines.iter().enumerate() {
@@ -103,13 +112,19 @@ impl Reply {
                 ));
             }
         }
-        Ok(Reply { code, bytes: bytes.into_boxed_slice() })
+        Ok(Reply {
+            code,
+            bytes: bytes.into_boxed_slice(),
+        })
     }
 }
 
 fn parse_code(line: &str) -> Result<u16, String> {
     let b = line.as_bytes();
-    if b.len() < 3 || !b[..3].iter().all(u8::is_ascii_digit) || b.get(3).is_some_and(u8::is_ascii_digit) {
+    if b.len() < 3
+        || !b[..3].iter().all(u8::is_ascii_digit)
+        || b.get(3).is_some_and(u8::is_ascii_digit)
+    {
         return Err(format!("reply {line:?} does not start with a 3-digit code"));
     }
     Ok(line[..3].parse().unwrap_or(0))
@@ -119,16 +134,27 @@ fn parse_code(line: &str) -> Result<u16, String> {
 /// first line's code and only printable ASCII.
 fn line_text(line: &str, code: u16, number: usize) -> Result<&str, String> {
     if parse_code(line).ok() != Some(code) {
-        return Err(format!("reply line {number} does not start with the first line's code {code}"));
+        return Err(format!(
+            "reply line {number} does not start with the first line's code {code}"
+        ));
     }
     let rest = &line[3..];
     let rest = match rest.as_bytes().first() {
         None => rest,
         Some(b' ' | b'-') => &rest[1..],
-        Some(_) => return Err(format!("reply line {number}: code {code} must be followed by a space or '-'")),
+        Some(_) => {
+            return Err(format!(
+                "reply line {number}: code {code} must be followed by a space or '-'"
+            ))
+        }
     };
-    if let Some(bad) = rest.bytes().find(|b| !(0x20..=0x7e).contains(b) && *b != b'\t') {
-        return Err(format!("reply line {number} has a control or non-ASCII byte 0x{bad:02x}"));
+    if let Some(bad) = rest
+        .bytes()
+        .find(|b| !(0x20..=0x7e).contains(b) && *b != b'\t')
+    {
+        return Err(format!(
+            "reply line {number} has a control or non-ASCII byte 0x{bad:02x}"
+        ));
     }
     Ok(rest)
 }
@@ -139,7 +165,9 @@ fn check_enhanced(text: &str, code: u16, number: usize) -> Result<(), String> {
     let word = text.split(' ').next().unwrap_or("");
     let parts: Vec<&str> = word.split('.').collect();
     let numeric = parts.len() == 3
-        && parts.iter().all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()));
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()));
     if !numeric {
         return Ok(());
     }
@@ -161,13 +189,15 @@ pub struct ReplySet {
 impl ReplySet {
     /// A set of at least one reply.
     pub fn new(replies: Vec<Reply>) -> Option<Self> {
-        (!replies.is_empty()).then(|| ReplySet { replies: replies.into_boxed_slice() })
+        (!replies.is_empty()).then(|| ReplySet {
+            replies: replies.into_boxed_slice(),
+        })
     }
 
     /// The reply for a random draw.
     pub fn pick(&self, draw: u32) -> &Reply {
         let len = self.replies.len() as u64;
-        &self.replies[(u64::from(draw) * len >> 32) as usize]
+        &self.replies[((u64::from(draw) * len) >> 32) as usize]
     }
 
     /// Every reply.
@@ -193,15 +223,25 @@ mod tests {
 
     #[test]
     fn multi_line_separators_rewritten() {
-        let r = Reply::parse("550-5.1.1 first\n550 5.1.1 second\n550 5.1.1 third\n", ANY, &[]).unwrap();
-        assert_eq!(r.bytes(), b"550-5.1.1 first\r\n550-5.1.1 second\r\n550 5.1.1 third\r\n");
+        let r = Reply::parse(
+            "550-5.1.1 first\n550 5.1.1 second\n550 5.1.1 third\n",
+            ANY,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            r.bytes(),
+            b"550-5.1.1 first\r\n550-5.1.1 second\r\n550 5.1.1 third\r\n"
+        );
         let bare = Reply::parse("250", ANY, &[]).unwrap();
         assert_eq!(bare.bytes(), b"250 \r\n");
     }
 
     #[test]
     fn rejects_bad_replies() {
-        let err = |t: &str, allowed: &[Class], codes: &[u16]| Reply::parse(t, allowed, codes).unwrap_err();
+        let err = |t: &str, allowed: &[Class], codes: &[u16]| {
+            Reply::parse(t, allowed, codes).unwrap_err()
+        };
         assert!(err("45 short", ANY, &[]).contains("3-digit"));
         assert!(err("4500 x", ANY, &[]).contains("3-digit"));
         assert!(err("350 x", ANY, &[]).contains("2xx, 4xx or 5xx"));

@@ -450,9 +450,9 @@ impl PolicyEngine {
 
     /// End of DATA or the last BDAT chunk: the outcomes of the rule that
     /// took the transaction's first accepted recipient (or, without one,
-    /// the rule for the sender). Ends the transaction.
-    pub fn on_message_end(&self, s: &mut SessionPolicy, now: Duration) -> Decision<'_> {
-        let _ = now;
+    /// the rule for the sender). Ends the transaction. `now` is unused
+    /// today: every stage call has the same shape.
+    pub fn on_message_end(&self, s: &mut SessionPolicy, _now: Duration) -> Decision<'_> {
         let rule = match s.message_rule {
             Some(rule) => rule,
             None => {

@@ -665,3 +665,16 @@ fn every_example_policy_loads_and_honours_triggers() {
     }
     assert!(loaded >= 3, "examples/policies has {loaded} policies");
 }
+
+#[test]
+fn the_documented_example_loads() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/policy.md");
+    let doc = std::fs::read_to_string(path).unwrap();
+    let start = doc.find("```toml\n").unwrap() + "```toml\n".len();
+    let text = &doc[start..start + doc[start..].find("```").unwrap()];
+    let policy = Policy::parse(text, "docs/policy.md").unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = policy.rules.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["gmail", "lan", DEFAULT_RULE]);
+    assert!(policy.greylist.enabled);
+    assert_eq!(policy.deadlines().command, Some(60 * SEC));
+}

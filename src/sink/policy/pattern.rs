@@ -197,12 +197,16 @@ impl KeyHasher {
         KeyHasher(Self::OFFSET)
     }
 
-    /// Feed bytes, lowercased.
-    pub fn bytes(mut self, bytes: &[u8]) -> Self {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(Self::PRIME);
-        }
+    fn byte(mut self, b: u8) -> Self {
+        self.0 = (self.0 ^ u64::from(b)).wrapping_mul(Self::PRIME);
         self
+    }
+
+    /// Feed text bytes, lowercased.
+    pub fn bytes(self, bytes: &[u8]) -> Self {
+        bytes
+            .iter()
+            .fold(self, |h, &b| h.byte(b.to_ascii_lowercase()))
     }
 
     /// Feed a separator that cannot occur inside a mailbox, so that
@@ -212,9 +216,12 @@ impl KeyHasher {
         self
     }
 
-    /// Feed a client address key.
+    /// Feed a client address key (binary: not case-folded).
     pub fn ip(self, key: u128) -> Self {
-        self.bytes(&key.to_le_bytes()).separator()
+        key.to_le_bytes()
+            .iter()
+            .fold(self, |h, &b| h.byte(b))
+            .separator()
     }
 
     /// The hash.
@@ -309,5 +316,13 @@ mod tests {
         let v4 = ip_key("10.0.0.1".parse().unwrap());
         assert_eq!(v4, ip_key("::ffff:10.0.0.1".parse().unwrap()));
         assert_ne!(v4, ip_key("::a00:1".parse().unwrap()));
+        // Address bytes that look like ASCII letters are not case-folded.
+        let a = KeyHasher::new()
+            .ip(ip_key("10.0.0.65".parse().unwrap()))
+            .finish();
+        let b = KeyHasher::new()
+            .ip(ip_key("10.0.0.97".parse().unwrap()))
+            .finish();
+        assert_ne!(a, b);
     }
 }

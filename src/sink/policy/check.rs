@@ -237,15 +237,15 @@ pub struct Deadlines {
 #[derive(Debug, Clone)]
 pub struct Policy {
     /// Rules in order, then the default (always last).
-    pub rules: Vec<Rule>,
+    pub(super) rules: Vec<Rule>,
     /// Rate limits.
-    pub limits: Limits,
+    pub(super) limits: Limits,
     /// Greylisting.
-    pub greylist: GreylistPlan,
+    pub(super) greylist: GreylistPlan,
     /// Triggers.
-    pub triggers: Triggers,
+    pub(super) triggers: Triggers,
     /// Deadlines.
-    pub deadlines: Deadlines,
+    pub(super) deadlines: Deadlines,
 }
 
 impl Policy {
@@ -270,6 +270,11 @@ impl Policy {
     /// The deadlines for the session layer.
     pub fn deadlines(&self) -> &Deadlines {
         &self.deadlines
+    }
+
+    /// The accounting labels: rule names in file order, then `default`.
+    pub fn rule_names(&self) -> impl Iterator<Item = &str> {
+        self.rules.iter().map(|r| r.name.as_str())
     }
 }
 

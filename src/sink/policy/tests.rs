@@ -687,7 +687,7 @@ fn the_documented_example_loads() {
     let start = doc.find("```toml\n").unwrap() + "```toml\n".len();
     let text = &doc[start..start + doc[start..].find("```").unwrap()];
     let policy = Policy::parse(text, "docs/policy.md").unwrap_or_else(|e| panic!("{e}"));
-    let names: Vec<&str> = policy.rules.iter().map(|r| r.name.as_str()).collect();
+    let names: Vec<&str> = policy.rule_names().collect();
     assert_eq!(names, ["gmail", "lan", DEFAULT_RULE]);
     assert!(policy.greylist.enabled);
     assert_eq!(policy.deadlines().command, Some(60 * SEC));

@@ -199,11 +199,6 @@ impl ReplySet {
         let len = self.replies.len() as u64;
         &self.replies[((u64::from(draw) * len) >> 32) as usize]
     }
-
-    /// Every reply.
-    pub fn all(&self) -> &[Reply] {
-        &self.replies
-    }
 }
 
 #[cfg(test)]

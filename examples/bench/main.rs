@@ -2,13 +2,15 @@
 //! (issue #5).
 //!
 //! ```text
-//! cargo run --release --example bench -- [--rounds N] [--workload NAME…] [--json FILE]
-//!     [--ours-dir DIR] [--postfix-dir DIR] [--quick | --scale N] [--timeout SECS] [--no-build]
+//! cargo run --release --example bench -- [--rounds N] [--workload NAME…] [--cells CELL…]
+//!     [--json FILE] [--ours-dir DIR] [--postfix-dir DIR] [--quick | --scale N]
+//!     [--timeout SECS] [--no-build]
 //! ```
 //!
 //! Every traffic workload runs the matrix source ∈ {Postfix, ours} × sink ∈
-//! {Postfix, ours}; the cells alternate within each round so that machine
-//! drift hits all of them alike. Each cell gets a fresh sink on a free
+//! {Postfix, ours}, plus the floor (an in-process minimal pair, floor.rs);
+//! the cells alternate within each round so that machine drift hits all of
+//! them alike. Each cell gets a fresh sink on a free
 //! loopback port. Measured: the source's wall time and CPU (wait4 rusage),
 //! the sink's CPU (utime+stime delta of /proc/PID/stat across the run). The
 //! `idle` workload holds N connected idle sessions against each sink and

@@ -740,9 +740,12 @@ pub enum RatioKind {
     PairRate,
     /// msg/s of the all-ours pair / the floor: how much is left.
     FloorRate,
+    /// CPU (source + sink) of the all-ours pair / the floor's: steadier
+    /// than msg/s on a busy machine.
+    FloorCpu,
 }
 
-pub const RATIOS: [RatioKind; 8] = [
+pub const RATIOS: [RatioKind; 9] = [
     RatioKind::SinkCpu,
     RatioKind::SinkCpuOursSource,
     RatioKind::SourceWall,
@@ -751,6 +754,7 @@ pub const RATIOS: [RatioKind; 8] = [
     RatioKind::SourceCpuOursSink,
     RatioKind::PairRate,
     RatioKind::FloorRate,
+    RatioKind::FloorCpu,
 ];
 
 const PP: Cell = CELLS[0];
@@ -770,6 +774,7 @@ impl RatioKind {
             RatioKind::SourceCpuOursSink => "source CPU ours/Postfix (our sink)",
             RatioKind::PairRate => "msg/s ours pair / Postfix pair",
             RatioKind::FloorRate => "msg/s ours pair / floor",
+            RatioKind::FloorCpu => "pair CPU ours / floor",
         }
     }
 
@@ -781,7 +786,7 @@ impl RatioKind {
             RatioKind::SourceWall | RatioKind::SourceCpu => (OP, PP),
             RatioKind::SourceWallOursSink | RatioKind::SourceCpuOursSink => (OO, PO),
             RatioKind::PairRate => (OO, PP),
-            RatioKind::FloorRate => (OO, FF),
+            RatioKind::FloorRate | RatioKind::FloorCpu => (OO, FF),
         }
     }
 
@@ -791,6 +796,7 @@ impl RatioKind {
             RatioKind::SourceWall | RatioKind::SourceWallOursSink => s.wall_s,
             RatioKind::SourceCpu | RatioKind::SourceCpuOursSink => s.source_cpu_s(),
             RatioKind::PairRate | RatioKind::FloorRate => s.msgs_per_s(),
+            RatioKind::FloorCpu => Some(s.source_cpu_s()? + s.sink_cpu_s?),
         }
     }
 }
@@ -928,6 +934,7 @@ fn render_extension(out: &mut String, r: &Report<'_>, w: &Workload) {
         );
     }
     render_ratio_row(out, r, w, RatioKind::FloorRate);
+    render_ratio_row(out, r, w, RatioKind::FloorCpu);
     let ok: Vec<&RunSample> = r
         .runs
         .iter()
@@ -1272,8 +1279,8 @@ fn render_summary(out: &mut String, r: &Report<'_>) {
     let _ = writeln!(
         out,
         "\n### Pairs: ours against Postfix and against the floor\n\n\
-         | workload | ours msg/s | Postfix msg/s | floor msg/s | ours/Postfix | ours/floor | target ours/floor | status |\n\
-         |---|---|---|---|---|---|---|---|"
+         | workload | ours msg/s | Postfix msg/s | floor msg/s | ours/Postfix | ours/floor | target ours/floor | status | pair CPU ours/floor |\n\
+         |---|---|---|---|---|---|---|---|---|"
     );
     let rate = |w: &Workload, c| {
         cell_rate(r, w.name, c)
@@ -1293,7 +1300,7 @@ fn render_summary(out: &mut String, r: &Report<'_>) {
         let target = ratio_target(w.name, RatioKind::FloorRate);
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             w.name,
             rate(w, OO),
             rate(w, PP),
@@ -1302,6 +1309,7 @@ fn render_summary(out: &mut String, r: &Report<'_>) {
             fmt(floor),
             target.map(|t| t.to_string()).unwrap_or_default(),
             status(target, floor),
+            fmt(ratio(RatioKind::FloorCpu)),
         );
     }
 }
@@ -1636,13 +1644,16 @@ mod tests {
         assert_eq!(r(RatioKind::PairRate), vec![(1, 8.0)]); // PP wall / OO wall
         for k in RATIOS {
             let t = ratio_target("reuse", k);
-            let ours_counterpart = matches!(
+            // Comparisons with our own counterpart, and the floor CPU,
+            // are reported without a target.
+            let reported = matches!(
                 k,
                 RatioKind::SinkCpuOursSource
                     | RatioKind::SourceWallOursSink
                     | RatioKind::SourceCpuOursSink
+                    | RatioKind::FloorCpu
             );
-            assert_eq!(t.is_none(), ours_counterpart, "{k:?}");
+            assert_eq!(t.is_none(), reported, "{k:?}");
         }
     }
 
@@ -1898,11 +1909,11 @@ mod tests {
             "{md}"
         );
         assert!(
-            md.contains("| big | 1000 | 250 | 2000 | 4.00 | 0.50 | ≥ 0.8 | **NOT met** |"),
+            md.contains("| big | 1000 | 250 | 2000 | 4.00 | 0.50 | ≥ 0.8 | **NOT met** | 1.00 |"),
             "{md}"
         );
         assert!(
-            md.contains("| pipe | 1000 | – | 833 | – | 1.20 | ≥ 0.8 | met |"),
+            md.contains("| pipe | 1000 | – | 833 | – | 1.20 | ≥ 0.8 | met | 1.00 |"),
             "{md}"
         );
         // Cells that did not run (--cells) get no row.

@@ -1,7 +1,7 @@
 //! End to end through a real Postfix MTA on loopback: our smtp-source sends
 //! into Postfix's smtpd, Postfix relays every message to our smtp-sink.
 
-mod common;
+use crate::common;
 
 use common::mta::Mta;
 use common::*;

@@ -3,7 +3,7 @@
 //! `--track` on the wire. Counts are asserted exactly; times only as coarse
 //! lower bounds.
 
-mod common;
+use crate::common;
 
 use common::measure::*;
 use common::sink::{ours, shared_tempdir};

@@ -1,7 +1,7 @@
 //! smtp-source: exact bytes on the wire (spec sections 6.1, 7, 8), checked
 //! against the scripted capture server.
 
-mod common;
+use crate::common;
 
 use common::capture::{self, mask, run_source, show, Capture};
 use common::our_source;

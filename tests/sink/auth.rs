@@ -3,7 +3,7 @@
 //! `--auth-required`, the user name in the dump, and Postfix's one-line
 //! `250` to AUTH when `--auth` is not given.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

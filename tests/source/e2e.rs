@@ -1,7 +1,7 @@
 //! smtp-source end to end: against our smtp-sink and Postfix's smtp-sink
 //! (SMTP and LMTP, several sessions, connection reuse, large messages).
 
-mod common;
+use crate::common;
 
 use common::{our_sink, our_source, postfix_or_skip, run, start_sink, POSTFIX_SINK};
 

@@ -4,7 +4,7 @@
 //! our smtp-sink directly. Every message must be accounted for. Skips
 //! loudly without Postfix; fails under `REQUIRE_POSTFIX=1`.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! I/O time limit (deviation D2, through the library API so the limit can
 //! be lowered without a command-line option) and independence of sessions.
 
-mod common;
+use crate::common;
 
 use std::ffi::OsString;
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 //! verification, session resumption, AUTH, BDAT and the MAIL parameters.
 //! Exact bytes on the wire where they matter.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -3,7 +3,7 @@
 //! failed TLS negotiation would defer the mail, not send it in clear), and
 //! with SASL AUTH on top. Every message must arrive exactly once.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! smtp-source: command line, option validation, start-up order, endpoint
 //! errors and connect retries (spec sections 1-3, 5, 12).
 
-mod common;
+use crate::common;
 
 use common::capture::{run_source, Capture};
 use common::{our_source, run, Output};

@@ -1,7 +1,7 @@
 //! smtp-sink counters and exit conditions: -c, -M, -n (spec §14;
 //! deviations S2, S3).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

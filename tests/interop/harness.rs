@@ -1,7 +1,7 @@
 //! Tests of the shared test helpers themselves (reply framing, process
 //! handling), so that a broken helper cannot make other tests pass vacuously.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::time::Duration;

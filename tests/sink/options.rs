@@ -1,7 +1,7 @@
 //! smtp-sink failure injection, delays, timeouts and the session cap
 //! (spec §7, §11–§13, §6; deviations S4, S5).
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -5,7 +5,7 @@
 //! here for STARTTLS and the fault-control names; the differential suites
 //! check the rest byte for byte).
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

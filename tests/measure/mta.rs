@@ -4,7 +4,7 @@
 //! every message exactly once, with plausible delivery latencies.
 //! Skips loudly without Postfix (or root); fails under REQUIRE_POSTFIX=1.
 
-mod common;
+use crate::common;
 
 use common::measure::*;
 use common::mta::Mta;

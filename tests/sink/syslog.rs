@@ -1,7 +1,7 @@
 //! smtp-sink `-s`: syslog datagrams (spec §15). The test listens on
 //! /dev/log itself, so it runs only where no syslog daemon owns /dev/log.
 
-mod common;
+use crate::common;
 
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! smtp-sink dump files: -d, -D, -S, layout, aborts, permissions, fatals
 //! (spec §16; deviations S6, S7, S8).
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

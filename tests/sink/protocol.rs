@@ -2,7 +2,7 @@
 //! and EHLO variants, sequencing, framing, LMTP, pipelining (spec §7–§10,
 //! §18, §20).
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! without `-A`, lost connections, over-long and odd replies, and the LMTP
 //! deviation D3.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

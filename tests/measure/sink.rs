@@ -2,7 +2,7 @@
 //! smtp-source `--track`), its report at exit (`-M`, SIGTERM, SIGINT),
 //! `--json`, and `--stats`.
 
-mod common;
+use crate::common;
 
 use common::measure::*;
 use common::sink::{ours, shared_tempdir};

@@ -3,7 +3,7 @@
 //! the same dump as DATA, fault controls by name, counters, and Postfix's
 //! behaviour without the options.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -10,7 +10,7 @@
 //! deliberate deviations D1-D4 are asserted directly in tests/source_*.rs.
 //! Without Postfix these tests skip loudly; with REQUIRE_POSTFIX=1 they fail.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 //! deviations (S1–S9) are not exercised here; the sink_* tests assert them.
 //! Skips loudly without Postfix; fails under REQUIRE_POSTFIX=1.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

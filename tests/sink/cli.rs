@@ -1,7 +1,7 @@
 //! smtp-sink command line: usage, option validation messages, exit codes,
 //! start-up fatals (spec §1–§4, §20 rows 12, 27, 28; deviation S6).
 
-mod common;
+use crate::common;
 
 use common::sink::ours_fails;
 

@@ -5,7 +5,7 @@
 //! instead under `REQUIRE_POSTFIX=1` (CI installs swaks and
 //! libnet-ssleay-perl).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -113,13 +113,11 @@ impl Server {
     /// Listen on a loopback port (offering STARTTLS with a self-signed
     /// certificate when `tls`) and serve until stopped.
     pub fn start(tls: bool, backlog: u32) -> Result<Server, String> {
-        let acceptor = match tls {
-            true => Some(
-                Identity::self_signed("floor")
-                    .and_then(|id| tls_server::acceptor(&id))
-                    .map_err(|e| format!("floor TLS: {e}"))?,
-            ),
-            false => None,
+        let acceptor = if tls {
+            let id = Identity::self_signed("floor").map_err(|e| format!("floor TLS: {e}"))?;
+            Some(tls_server::acceptor(&id).map_err(|e| format!("floor TLS: {e}"))?)
+        } else {
+            None
         };
         let tally = Arc::new(Tally::default());
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -441,13 +439,14 @@ impl Shared {
 }
 
 async fn sessions(addr: SocketAddr, script: Arc<Script>) -> io::Result<u64> {
-    let tls = match script.dialogue.starttls {
-        true => Some((
-            tls_client::connector(&ClientOptions::default()).map_err(io::Error::other)?,
-            tls_client::server_name(Some("127.0.0.1"))
-                .ok_or_else(|| io::Error::other("server name"))?,
-        )),
-        false => None,
+    let tls = if script.dialogue.starttls {
+        let connector =
+            tls_client::connector(&ClientOptions::default()).map_err(io::Error::other)?;
+        let name = tls_client::server_name(Some("127.0.0.1"))
+            .ok_or_else(|| io::Error::other("server name"))?;
+        Some((connector, name))
+    } else {
+        None
     };
     let shared = Arc::new(Shared {
         addr,
@@ -460,9 +459,10 @@ async fn sessions(addr: SocketAddr, script: Arc<Script>) -> io::Result<u64> {
     for _ in 0..shared.script.sessions {
         let sh = Arc::clone(&shared);
         set.spawn(async move {
-            match sh.script.dialogue.pipelining {
-                true => pipelined(&sh).await,
-                false => lockstep(&sh).await,
+            if sh.script.dialogue.pipelining {
+                pipelined(&sh).await
+            } else {
+                lockstep(&sh).await
             }
         });
     }

@@ -20,7 +20,7 @@
 //! Sessions run as tokio tasks; [`Server::run`] works on a current-thread or
 //! multi-thread runtime. Dropping the `run` future aborts all sessions.
 
-mod config;
+pub mod config;
 mod dump;
 mod reply;
 mod session;

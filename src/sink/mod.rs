@@ -28,14 +28,13 @@ mod session;
 mod syslog;
 
 pub use config::{
-    atoi, unescape, usage, AuthOptions, Cmd, CmdFlags, Command, Delay, DumpMode, Extensions,
-    SinkConfig, TlsIdentity, TlsOptions, DEFAULT_HARD_REPLY, DEFAULT_SOFT_REPLY, SPEC,
+    unescape, usage, AuthOptions, Cmd, CmdFlags, Command, Delay, DumpMode, Extensions, SinkConfig,
+    TlsIdentity, TlsOptions, DEFAULT_HARD_REPLY, DEFAULT_SOFT_REPLY, SPEC,
 };
 pub use reply::Replies;
 
 use std::net::SocketAddr;
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,8 +48,6 @@ use crate::measure::sink_side::SinkMeasure;
 use dump::{errno_text, ClientAddr};
 use session::{Counters, Event, Shared};
 
-/// Longest UNIX-domain socket path (sizeof sun_path).
-const UNIX_PATH_MAX: usize = 108;
 /// Pause after a failed accept (e.g. EMFILE) so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -92,10 +89,6 @@ fn raise_nofile_limit() {
             let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
         }
     }
-}
-
-fn show(path: &Path) -> String {
-    String::from_utf8_lossy(path.as_os_str().as_bytes()).into_owned()
 }
 
 fn tcp_listener(config: &SinkConfig, endpoint: &Endpoint) -> Result<(StdListener, SocketAddr)> {
@@ -144,11 +137,10 @@ fn tcp_listener(config: &SinkConfig, endpoint: &Endpoint) -> Result<(StdListener
     Ok((StdListener::Tcp(listener), local))
 }
 
-fn unix_listener(config: &SinkConfig, path: &PathBuf) -> Result<StdListener> {
-    let shown = show(path);
-    if path.as_os_str().len() >= UNIX_PATH_MAX {
-        return Err(Error::fatal(format!("unix-domain name too long: {shown}")));
-    }
+/// Listen on `path`, taken from [`Endpoint::Unix`]: `endpoint::parse_sink`
+/// has already refused a path of [`endpoint::UNIX_PATH_MAX`] bytes or more.
+fn unix_listener(config: &SinkConfig, path: &Path) -> Result<StdListener> {
+    let shown = diag::show_path(path);
     match std::fs::remove_file(path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -181,7 +173,7 @@ fn drop_privileges(config: &SinkConfig) -> Result<()> {
         let root = config
             .root_dir
             .as_deref()
-            .map(show)
+            .map(diag::show_path)
             .unwrap_or_else(|| "(none)".into());
         let user = config
             .user
@@ -194,7 +186,7 @@ fn drop_privileges(config: &SinkConfig) -> Result<()> {
         return Ok(());
     };
     let shown = String::from_utf8_lossy(name).into_owned();
-    let unknown = || Error::fatal(format!("unknown user: {shown}"));
+    let unknown = || Error::fatal(format!("unknown user: {}", diag::sanitize(name)));
     let pw = User::from_name(&shown)
         .map_err(|_| unknown())?
         .ok_or_else(unknown)?;
@@ -202,7 +194,8 @@ fn drop_privileges(config: &SinkConfig) -> Result<()> {
     let cname = std::ffi::CString::new(name.clone()).map_err(|_| unknown())?;
     initgroups(&cname, pw.gid).map_err(|e| nix_fatal("initgroups", e))?;
     if let Some(dir) = &config.root_dir {
-        chroot(dir.as_path()).map_err(|e| nix_fatal(&format!("chroot({})", show(dir)), e))?;
+        chroot(dir.as_path())
+            .map_err(|e| nix_fatal(&format!("chroot({})", diag::show_path(dir)), e))?;
         chdir("/").map_err(|e| nix_fatal("chdir(/)", e))?;
     }
     setuid(pw.uid).map_err(|e| nix_fatal(&format!("setuid({})", pw.uid), e))?;

@@ -353,6 +353,8 @@ fn usage_and_validation_errors() {
         vec!["-W", "data:1:100", "127.0.0.1:0", "1"],
         vec!["-w", "0", "127.0.0.1:0", "1"],
         vec!["-t", "0", "127.0.0.1:0", "1"],
+        // glibc's atoi: a huge negative number is 0, so rejected.
+        vec!["-t", "-99999999999999999999999", "127.0.0.1:0", "1"],
         vec!["-m", "0", "127.0.0.1:0", "1"],
         vec!["-M", "0", "127.0.0.1:0", "1"],
         vec!["-n", "0", "127.0.0.1:0", "1"],
@@ -388,5 +390,53 @@ fn usage_and_validation_errors() {
         let (argv, t, o) = h.join().expect("thread");
         assert_eq!(o.code(), t.code(), "status {argv:?}");
         assert_eq!(o.stderr_text(), t.stderr_text(), "stderr {argv:?}");
+    }
+}
+
+/// An invalid byte in an option value is shown as one `?` in the fatal line.
+#[test]
+fn invalid_byte_in_option_value() {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStringExt;
+    let Some(reference) = postfix("invalid_byte_in_option_value") else {
+        return;
+    };
+    let cases: Vec<Vec<OsString>> = vec![
+        vec![b"-t".to_vec(), b"x\xffy".to_vec()],
+        vec![b"-f".to_vec(), b"d\xe9ta".to_vec()],
+        vec![b"-b".to_vec(), b"55\xff".to_vec()],
+    ]
+    .into_iter()
+    .map(|case| {
+        let mut argv: Vec<OsString> = common::sink_user_args()
+            .into_iter()
+            .map(OsString::from)
+            .collect();
+        argv.extend(case.into_iter().map(OsString::from_vec));
+        argv.extend(["127.0.0.1:0", "1"].map(OsString::from));
+        argv
+    })
+    .collect();
+    let handles: Vec<_> = cases
+        .into_iter()
+        .map(|argv| {
+            let reference = reference.clone();
+            std::thread::spawn(move || {
+                let t = common::run(&reference, "smtp-sink", &argv);
+                let o = common::run(&our_sink(), "smtp-sink", &argv);
+                (argv, t, o)
+            })
+        })
+        .collect();
+    for h in handles {
+        let (argv, t, o) = h.join().expect("thread");
+        assert_eq!(o.code(), t.code(), "status {argv:?}");
+        assert_eq!(o.stderr_text(), t.stderr_text(), "stderr {argv:?}");
+        assert_eq!(
+            t.stderr_text().matches('?').count(),
+            1,
+            "one ? per invalid byte: {}",
+            t.stderr_text()
+        );
     }
 }

@@ -292,7 +292,11 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         &self.shared.config
     }
 
-    fn queue(&mut self, bytes: &[u8]) {
+    /// The one place every reply is queued: `to` is the command it answers
+    /// (`None` for an empty or unknown command line), its code the first
+    /// three bytes of `bytes`.
+    fn queue(&mut self, to: Option<Cmd>, bytes: &[u8]) {
+        let _ = to;
         self.conn.write_buf().extend_from_slice(bytes);
     }
 
@@ -300,8 +304,8 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
     /// unprocessed input (spec §18: decided when the reply is produced, so
     /// replies queued while more input was pending wait for a later reply
     /// or the end of the session), or if a lot is queued.
-    async fn reply(&mut self, bytes: &[u8]) -> Result<(), Flow> {
-        self.queue(bytes);
+    async fn reply(&mut self, to: impl Into<Option<Cmd>>, bytes: &[u8]) -> Result<(), Flow> {
+        self.queue(to.into(), bytes);
         if self.conn.write_buf().len() >= WRITE_HIGH_WATER || self.no_pending_input() {
             self.flush().await?;
         }
@@ -496,14 +500,14 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             diag::info(&diag::sanitize(cl.text));
         }
         let flow = if cl.token.is_empty() {
-            self.reply(reply::EMPTY_COMMAND)
+            self.reply(None, reply::EMPTY_COMMAND)
                 .await
                 .err()
                 .unwrap_or(Flow::Continue)
         } else {
             match Cmd::lookup(cl.token).filter(|&c| self.enabled(c)) {
                 None => self
-                    .reply(reply::UNKNOWN_COMMAND)
+                    .reply(None, reply::UNKNOWN_COMMAND)
                     .await
                     .err()
                     .unwrap_or(Flow::Continue),
@@ -539,7 +543,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             return Flow::Close(CloseKind::Disconnect);
         }
         if flags.close_421 {
-            self.queue(reply::CLOSING);
+            self.queue(Some(cmd), reply::CLOSING);
             return Flow::Close(CloseKind::Disconnect);
         }
         if flags.hard_error || flags.soft_error {
@@ -574,13 +578,13 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         if cmd == Cmd::Dot && self.config().lmtp {
             while self.rcpts > 0 {
                 self.rcpts -= 1;
-                if let Err(flow) = self.reply(text).await {
+                if let Err(flow) = self.reply(cmd, text).await {
                     return flow;
                 }
             }
             return Flow::Continue;
         }
-        self.reply(text).await.err().unwrap_or(Flow::Continue)
+        self.reply(cmd, text).await.err().unwrap_or(Flow::Continue)
     }
 
     fn abort_transaction(&mut self) {
@@ -601,141 +605,196 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         }
     }
 
-    /// The normal reply and state change of `cmd` (§9).
+    /// The normal reply and state change of `cmd` (§9): one handler each.
     async fn normal(&mut self, cmd: Cmd, args: &[u8]) -> Result<Flow, Flow> {
-        let replies = &self.shared.replies;
         match cmd {
-            Cmd::Connect => self.reply(&replies.greeting).await?,
-            Cmd::Helo => {
-                self.abort_transaction();
-                self.proto = "SMTP";
-                self.set_helo(args);
-                self.reply(&replies.helo).await?;
-            }
-            Cmd::Ehlo | Cmd::Lhlo => {
-                self.abort_transaction();
-                if cmd == Cmd::Ehlo {
-                    self.proto = "ESMTP";
-                }
-                self.set_helo(args);
-                let list = if self.conn.stream().is_tls() {
-                    &replies.ehlo_tls
-                } else {
-                    &replies.ehlo
-                };
-                self.reply(list).await?;
-            }
-            Cmd::Auth if self.config().auth.is_some() => return Ok(self.auth(args).await),
+            Cmd::Connect => self.connect().await,
+            Cmd::Helo => self.helo(args).await,
+            Cmd::Ehlo | Cmd::Lhlo => self.ehlo(cmd, args).await,
+            Cmd::Auth if self.config().auth.is_some() => Ok(self.auth(args).await),
             Cmd::Xclient | Cmd::Xforward | Cmd::Auth | Cmd::Noop | Cmd::Vrfy => {
-                self.reply(reply::OK).await?
+                self.reply(cmd, reply::OK).await.map(|()| Flow::Continue)
             }
-            Cmd::Starttls => return Ok(self.starttls(args).await),
-            Cmd::Bdat => return Ok(self.bdat(args, None).await),
-            Cmd::Mail if self.auth_missing() => {
-                self.reply(crate::proto::auth::REQUIRED).await?;
-            }
-            Cmd::Mail => {
-                if self.in_tx {
-                    self.reply(reply::NESTED_MAIL).await?;
-                } else {
-                    self.in_tx = true;
-                    self.rcpts = 0;
-                    self.ext.bdat_used = false;
-                    self.reply(reply::MAIL_OK).await?;
-                    if let Some(mode) = &self.config().dump {
-                        let mail_args = dump_text(self.config(), address_args(args));
-                        let header = Header {
-                            start: self.config().start_string.as_deref(),
-                            client: &self.client,
-                            proto: self.proto_name(),
-                            helo: self.helo.as_deref(),
-                            auth_user: self.ext.auth_user.as_deref(),
-                            mail_args: &mail_args,
-                        };
-                        match Dump::begin(mode, now_secs(), &header) {
-                            Ok(dump) => self.dump = Some(dump),
-                            // The 250 above reached the client only if no
-                            // further input was pending, as in Postfix.
-                            Err(text) => return Err(Flow::Fatal(text)),
-                        }
-                    }
-                }
-            }
-            Cmd::Rcpt => {
-                if !self.in_tx {
-                    self.reply(reply::NEED_MAIL).await?;
-                } else {
-                    self.rcpts += 1;
-                    if let Some(dump) = &mut self.dump {
-                        dump.rcpt(&dump_text(&self.shared.config, address_args(args)));
-                    }
-                    self.reply(reply::RCPT_OK).await?;
-                }
-            }
-            Cmd::Data if self.ext.bdat_used => {
-                self.reply(crate::proto::bdat::MIXED).await?;
-            }
-            Cmd::Data => {
-                if !self.in_tx || self.rcpts == 0 {
-                    self.reply(reply::NEED_RCPT).await?;
-                } else {
-                    self.reply(reply::START_DATA).await?;
-                    let proto = self.proto_name();
-                    if let Some(t) = &mut self.track {
-                        t.reset();
-                    }
-                    if let Some(dump) = &mut self.dump {
-                        let config = &self.shared.config;
-                        dump.received(self.helo.as_deref(), &self.client, &config.hostname, proto);
-                    }
-                    self.mode = Mode::Data;
-                    self.scanner = DataScanner::new();
-                    if let Some(secs) = self.config().abort_delay {
-                        // S5: stop reading; after the delay 550 and close.
-                        self.flush().await?;
-                        sleep(Duration::from_secs(u64::from(secs))).await;
-                        self.abort_transaction();
-                        self.queue(reply::VIOLATION);
-                        return Ok(Flow::Close(CloseKind::Quiet));
-                    }
-                    if let Some(secs) = self.config().read_hold {
-                        self.hold_until =
-                            Some(Instant::now() + Duration::from_secs(u64::from(secs)));
-                    }
-                }
-            }
-            Cmd::Dot => {
-                if self.config().lmtp {
-                    // RFC 2033 §4.2: one reply per recipient. S9: the
-                    // count stops at 0.
-                    while self.rcpts > 0 {
-                        self.rcpts -= 1;
-                        self.reply(reply::LMTP_DOT_OK).await?;
-                    }
-                } else {
-                    self.reply(reply::OK).await?;
-                }
-            }
-            Cmd::Rset => {
-                self.abort_transaction();
-                self.reply(reply::MAIL_OK).await?;
-            }
-            Cmd::Quit => {
-                self.queue(reply::BYE);
-                self.flush().await?;
-                self.shared.counters.quit.fetch_add(1, Ordering::Relaxed);
-                return Ok(Flow::Close(CloseKind::Disconnect));
+            Cmd::Starttls => Ok(self.starttls(args).await),
+            Cmd::Bdat => Ok(self.bdat(args, None).await),
+            Cmd::Mail => self.mail(args).await,
+            Cmd::Rcpt => self.rcpt(args).await,
+            Cmd::Data => self.data().await,
+            Cmd::Dot => self.dot().await,
+            Cmd::Rset => self.rset().await,
+            Cmd::Quit => self.quit().await,
+        }
+    }
+
+    /// The greeting.
+    async fn connect(&mut self) -> Result<Flow, Flow> {
+        self.reply(Cmd::Connect, &self.shared.replies.greeting)
+            .await?;
+        Ok(Flow::Continue)
+    }
+
+    /// HELO: a new session state, protocol `SMTP`.
+    async fn helo(&mut self, args: &[u8]) -> Result<Flow, Flow> {
+        self.abort_transaction();
+        self.proto = "SMTP";
+        self.set_helo(args);
+        self.reply(Cmd::Helo, &self.shared.replies.helo).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// EHLO (`ESMTP`) or LHLO (RFC 2033 §4.1): the extension list, with
+    /// STARTTLS only before TLS.
+    async fn ehlo(&mut self, cmd: Cmd, args: &[u8]) -> Result<Flow, Flow> {
+        self.abort_transaction();
+        if cmd == Cmd::Ehlo {
+            self.proto = "ESMTP";
+        }
+        self.set_helo(args);
+        let replies = &self.shared.replies;
+        let list = if self.conn.stream().is_tls() {
+            &replies.ehlo_tls
+        } else {
+            &replies.ehlo
+        };
+        self.reply(cmd, list).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// MAIL: open a transaction, and with `-d`/`-D` its dump.
+    async fn mail(&mut self, args: &[u8]) -> Result<Flow, Flow> {
+        if self.auth_missing() {
+            self.reply(Cmd::Mail, crate::proto::auth::REQUIRED).await?;
+            return Ok(Flow::Continue);
+        }
+        if self.in_tx {
+            self.reply(Cmd::Mail, reply::NESTED_MAIL).await?;
+            return Ok(Flow::Continue);
+        }
+        self.in_tx = true;
+        self.rcpts = 0;
+        self.ext.bdat_used = false;
+        self.reply(Cmd::Mail, reply::MAIL_OK).await?;
+        if let Some(mode) = &self.config().dump {
+            let mail_args = dump_text(self.config(), address_args(args));
+            let header = Header {
+                start: self.config().start_string.as_deref(),
+                client: &self.client,
+                proto: self.proto_name(),
+                helo: self.helo.as_deref(),
+                auth_user: self.ext.auth_user.as_deref(),
+                mail_args: &mail_args,
+            };
+            match Dump::begin(mode, now_secs(), &header) {
+                Ok(dump) => self.dump = Some(dump),
+                // The 250 above reached the client only if no further
+                // input was pending, as in Postfix.
+                Err(text) => return Err(Flow::Fatal(text)),
             }
         }
         Ok(Flow::Continue)
+    }
+
+    /// RCPT: one more recipient of the open transaction.
+    async fn rcpt(&mut self, args: &[u8]) -> Result<Flow, Flow> {
+        if !self.in_tx {
+            self.reply(Cmd::Rcpt, reply::NEED_MAIL).await?;
+            return Ok(Flow::Continue);
+        }
+        self.rcpts += 1;
+        if let Some(dump) = &mut self.dump {
+            dump.rcpt(&dump_text(&self.shared.config, address_args(args)));
+        }
+        self.reply(Cmd::Rcpt, reply::RCPT_OK).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// DATA: switch to reading content (`-A` aborts it, `-H` holds it).
+    async fn data(&mut self) -> Result<Flow, Flow> {
+        if self.ext.bdat_used {
+            self.reply(Cmd::Data, crate::proto::bdat::MIXED).await?;
+            return Ok(Flow::Continue);
+        }
+        if !self.in_tx || self.rcpts == 0 {
+            self.reply(Cmd::Data, reply::NEED_RCPT).await?;
+            return Ok(Flow::Continue);
+        }
+        self.reply(Cmd::Data, reply::START_DATA).await?;
+        self.start_content();
+        self.mode = Mode::Data;
+        self.scanner = DataScanner::new();
+        if let Some(secs) = self.config().abort_delay {
+            // S5: stop reading; after the delay 550 and close.
+            self.flush().await?;
+            sleep(Duration::from_secs(u64::from(secs))).await;
+            self.abort_transaction();
+            self.queue(Some(Cmd::Data), reply::VIOLATION);
+            return Ok(Flow::Close(CloseKind::Quiet));
+        }
+        if let Some(secs) = self.config().read_hold {
+            self.hold_until = Some(Instant::now() + Duration::from_secs(u64::from(secs)));
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// The content of a message starts (DATA, or the first BDAT chunk):
+    /// tracking restarts and the dump gets its `Received:` line.
+    fn start_content(&mut self) {
+        let proto = self.proto_name();
+        if let Some(t) = &mut self.track {
+            t.reset();
+        }
+        if let Some(dump) = &mut self.dump {
+            let config = &self.shared.config;
+            dump.received(self.helo.as_deref(), &self.client, &config.hostname, proto);
+        }
+    }
+
+    /// The reply to the end of a message (or to `.` typed as a command).
+    async fn dot(&mut self) -> Result<Flow, Flow> {
+        if self.config().lmtp {
+            // RFC 2033 §4.2: one reply per recipient. S9: the count stops
+            // at 0.
+            while self.rcpts > 0 {
+                self.rcpts -= 1;
+                self.reply(Cmd::Dot, reply::LMTP_DOT_OK).await?;
+            }
+        } else {
+            self.reply(Cmd::Dot, reply::OK).await?;
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// RSET: the transaction (and its dump) is dropped.
+    async fn rset(&mut self) -> Result<Flow, Flow> {
+        self.abort_transaction();
+        self.reply(Cmd::Rset, reply::MAIL_OK).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// QUIT: `221`, written at once, and the `-n` count.
+    async fn quit(&mut self) -> Result<Flow, Flow> {
+        self.queue(Some(Cmd::Quit), reply::BYE);
+        self.flush().await?;
+        self.shared.counters.quit.fetch_add(1, Ordering::Relaxed);
+        Ok(Flow::Close(CloseKind::Disconnect))
     }
 
     /// The terminating `.` was received (§10, §14).
     async fn end_of_data(&mut self) -> Flow {
         self.mode = Mode::Command;
         self.hold_until = None;
+        self.message_done(End::Dot).await
+    }
+
+    /// A message is complete, by `.` or the LAST BDAT chunk (§10, §14):
+    /// the dump, the measurements, the `-c` counters, the reply, then `-M`.
+    async fn message_done(&mut self, end: End) -> Flow {
         self.in_tx = false;
-        if let Some(dump) = self.dump.take() {
+        self.ext.bdat_used = false;
+        if let Some(mut dump) = self.dump.take() {
+            if end == End::LastChunk {
+                dump.write(crate::proto::bdat::dump_end());
+            }
             if let Err(text) = dump.complete() {
                 return Flow::Fatal(text);
             }
@@ -748,9 +807,13 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         if shared.config.counters {
             shared.counters.print();
         }
-        let flow = self.dispatch(Cmd::Dot, b".", b"").await;
+        let flow = match end {
+            End::Dot => self.dispatch(Cmd::Dot, b".", b"").await,
+            // `.`'s own fault controls do not apply to a BDAT chunk.
+            End::LastChunk => self.dot().await.unwrap_or_else(|flow| flow),
+        };
         if shared.config.message_quit == Some(mesg) {
-            // S2: the reply to this `.` and everything before it are
+            // S2: the reply to this message and everything before it are
             // written, then the server exits 0.
             return match flow {
                 Flow::Fatal(text) => Flow::Fatal(text),
@@ -759,6 +822,15 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         }
         flow
     }
+}
+
+/// How a message ended.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+enum End {
+    /// The terminating `.` of DATA.
+    Dot,
+    /// The LAST BDAT chunk (RFC 3030 §2).
+    LastChunk,
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::io::Write as _;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{timeout_at, Instant};
 
-use super::{reply, CloseKind, Cmd, Flow, Mode, Session};
+use super::{reply, CloseKind, Cmd, End, Flow, Mode, Session};
 use crate::diag;
 use crate::proto::auth::{self, Step};
 use crate::proto::bdat::{self, Chunk};
@@ -117,13 +117,13 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
     /// STARTTLS (RFC 3207).
     pub(super) async fn starttls(&mut self, args: &[u8]) -> Flow {
         if starttls::has_arguments(args) {
-            return Self::done(self.reply(starttls::NO_PARAMETERS).await);
+            return Self::done(self.reply(Cmd::Starttls, starttls::NO_PARAMETERS).await);
         }
         if self.conn.stream().is_tls() {
-            return Self::done(self.reply(starttls::ALREADY_ACTIVE).await);
+            return Self::done(self.reply(Cmd::Starttls, starttls::ALREADY_ACTIVE).await);
         }
         // The 220 goes out now, whatever else is pending.
-        self.queue(starttls::READY);
+        self.queue(Some(Cmd::Starttls), starttls::READY);
         if let Err(flow) = self.flush().await {
             return flow;
         }
@@ -174,10 +174,10 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
     /// AUTH with `--auth` (RFC 4954 §4).
     pub(super) async fn auth(&mut self, args: &[u8]) -> Flow {
         if self.ext.auth_user.is_some() {
-            return Self::done(self.reply(auth::ALREADY).await);
+            return Self::done(self.reply(Cmd::Auth, auth::ALREADY).await);
         }
         if self.in_tx {
-            return Self::done(self.reply(auth::IN_TRANSACTION).await);
+            return Self::done(self.reply(Cmd::Auth, auth::IN_TRANSACTION).await);
         }
         let (exchange, step) = auth::start(args);
         self.ext.exchange = exchange;
@@ -218,7 +218,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                 reply
             }
         };
-        Self::done(self.reply(text).await)
+        Self::done(self.reply(Cmd::Auth, text).await)
     }
 
     /// BDAT (RFC 3030): start reading the chunk. `refused` is the `-f`/`-r`
@@ -226,7 +226,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
     pub(super) async fn bdat(&mut self, args: &[u8], refused: Option<&'a [u8]>) -> Flow {
         let Ok(parsed) = bdat::parse_args(args) else {
             // The chunk size is unknown: what follows is read as commands.
-            return Self::done(self.reply(bdat::SYNTAX).await);
+            return Self::done(self.reply(Cmd::Bdat, bdat::SYNTAX).await);
         };
         let end = match refused {
             Some(text) => ChunkEnd::Refuse(text),
@@ -234,14 +234,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             None => {
                 if !self.ext.bdat_used {
                     self.ext.bdat_used = true;
-                    if let Some(t) = &mut self.track {
-                        t.reset();
-                    }
-                    let proto = self.proto_name();
-                    if let Some(dump) = &mut self.dump {
-                        let config = &self.shared.config;
-                        dump.received(self.helo.as_deref(), &self.client, &config.hostname, proto);
-                    }
+                    self.start_content();
                 }
                 ChunkEnd::Accept
             }
@@ -283,7 +276,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         self.ext.chunk = None;
         self.mode = Mode::Command;
         match std::mem::take(&mut self.ext.chunk_end) {
-            ChunkEnd::NeedRcpt => Self::done(self.reply(reply::NEED_RCPT).await),
+            ChunkEnd::NeedRcpt => Self::done(self.reply(Cmd::Bdat, reply::NEED_RCPT).await),
             ChunkEnd::Refuse(text) => {
                 let times = if self.ext.chunk_last && self.config().lmtp {
                     self.rcpts.max(1)
@@ -291,7 +284,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                     1
                 };
                 for _ in 0..times {
-                    if let Err(flow) = self.reply(text).await {
+                    if let Err(flow) = self.reply(Cmd::Bdat, text).await {
                         return flow;
                     }
                 }
@@ -302,47 +295,11 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                 let mut w = &mut text[..];
                 let _ = write!(w, "250 2.0.0 Ok: {} bytes\r\n", self.ext.chunk_size);
                 let len = CHUNK_REPLY_MAX - w.len();
-                Self::done(self.reply(&text[..len]).await)
+                Self::done(self.reply(Cmd::Bdat, &text[..len]).await)
             }
-            ChunkEnd::Accept => self.bdat_last().await,
+            // The message is complete, answered like the end of DATA.
+            ChunkEnd::Accept => self.message_done(End::LastChunk).await,
         }
-    }
-
-    /// The LAST chunk is in: the message is complete, accounted for and
-    /// answered exactly like the end of DATA (`.` reply; LMTP once per
-    /// recipient), except that `.`'s own fault controls do not apply.
-    async fn bdat_last(&mut self) -> Flow {
-        self.in_tx = false;
-        self.ext.bdat_used = false;
-        if let Some(mut dump) = self.dump.take() {
-            dump.write(bdat::dump_end());
-            if let Err(text) = dump.complete() {
-                return Flow::Fatal(text);
-            }
-        }
-        let shared = self.shared;
-        if let Some(m) = &shared.measure {
-            m.message(self.track.as_ref().and_then(|t| t.tag()));
-        }
-        let mesg = shared
-            .counters
-            .mesg
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            + 1;
-        if shared.config.counters {
-            shared.counters.print();
-        }
-        let flow = match self.normal(Cmd::Dot, b"").await {
-            Ok(flow) | Err(flow) => flow,
-        };
-        if shared.config.message_quit == Some(mesg) {
-            // S2, as for DATA.
-            return match flow {
-                Flow::Fatal(text) => Flow::Fatal(text),
-                _ => Flow::Exit,
-            };
-        }
-        flow
     }
 }
 

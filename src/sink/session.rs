@@ -8,12 +8,14 @@
 //! Commands are handled strictly in order: a delayed reply (`-W`) holds back
 //! the commands after it (deviation S4), and `-A` stops reading (S5).
 //!
-//! STARTTLS, AUTH exchanges and BDAT (issue #7, only with their long
-//! options) live in [`extensions`].
+//! STARTTLS, AUTH exchanges and BDAT (only with their long options) live in
+//! [`tls`], [`auth`] and [`bdat`].
 
-mod extensions;
+mod auth;
+mod bdat;
+mod tls;
 
-pub(crate) use extensions::ServerTls;
+pub(crate) use tls::ServerTls;
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -194,8 +196,10 @@ struct Session<'a, S> {
     big_rbuf: bool,
     /// The peer closed (or the connection failed) while probing for input.
     eof: bool,
-    /// STARTTLS/AUTH/BDAT state (issue #7).
-    ext: extensions::State<'a>,
+    /// AUTH state.
+    sasl: auth::AuthState,
+    /// BDAT state.
+    chunks: bdat::BdatState<'a>,
     /// `--track`: finds the tracking headers of the current message.
     track: Option<Box<HeaderScanner>>,
 }
@@ -213,7 +217,7 @@ impl<S> Drop for Session<'_, S> {
 /// `--smtputf8` printable UTF-8 too (RFC 6531 addresses stay readable).
 fn dump_text(config: &SinkConfig, bytes: &[u8]) -> Vec<u8> {
     if config.smtputf8 {
-        extensions::sanitize_utf8(bytes)
+        sanitize_utf8(bytes)
     } else {
         sanitize_bytes(bytes)
     }
@@ -224,6 +228,30 @@ fn sanitize_bytes(bytes: &[u8]) -> Vec<u8> {
         .iter()
         .map(|&b| if (0x20..=0x7e).contains(&b) { b } else { b'?' })
         .collect()
+}
+
+/// Argument text with printable UTF-8 kept (`--smtputf8`): every control
+/// character and every byte of an invalid sequence becomes `?`, as
+/// Postfix's printable ASCII rule does for ASCII.
+pub(super) fn sanitize_utf8(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() {
+                out.push(b'?');
+            } else {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+        out.extend(std::iter::repeat_n(b'?', chunk.invalid().len()));
+    }
+    out
+}
+
+/// A step's result as the session's flow.
+fn done(result: Result<(), Flow>) -> Flow {
+    result.err().unwrap_or(Flow::Continue)
 }
 
 /// MAIL/RCPT argument text for dumps: after the first `:`, then all
@@ -283,7 +311,8 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             hold_until: None,
             big_rbuf: false,
             eof: false,
-            ext: extensions::State::default(),
+            sasl: auth::AuthState::default(),
+            chunks: bdat::BdatState::default(),
             track: shared.measure.as_ref().and_then(|m| m.scanner()),
         }
     }
@@ -589,7 +618,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
 
     fn abort_transaction(&mut self) {
         self.in_tx = false;
-        self.ext.bdat_used = false;
+        self.chunks.used = false;
         if let Some(dump) = self.dump.take() {
             dump.abort();
         }
@@ -672,7 +701,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         }
         self.in_tx = true;
         self.rcpts = 0;
-        self.ext.bdat_used = false;
+        self.chunks.used = false;
         self.reply(Cmd::Mail, reply::MAIL_OK).await?;
         if let Some(mode) = &self.config().dump {
             let mail_args = dump_text(self.config(), address_args(args));
@@ -681,7 +710,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                 client: &self.client,
                 proto: self.proto_name(),
                 helo: self.helo.as_deref(),
-                auth_user: self.ext.auth_user.as_deref(),
+                auth_user: self.sasl.user.as_deref(),
                 mail_args: &mail_args,
             };
             match Dump::begin(mode, now_secs(), &header) {
@@ -710,7 +739,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
 
     /// DATA: switch to reading content (`-A` aborts it, `-H` holds it).
     async fn data(&mut self) -> Result<Flow, Flow> {
-        if self.ext.bdat_used {
+        if self.chunks.used {
             self.reply(Cmd::Data, crate::proto::bdat::MIXED).await?;
             return Ok(Flow::Continue);
         }
@@ -790,7 +819,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
     /// the dump, the measurements, the `-c` counters, the reply, then `-M`.
     async fn message_done(&mut self, end: End) -> Flow {
         self.in_tx = false;
-        self.ext.bdat_used = false;
+        self.chunks.used = false;
         if let Some(mut dump) = self.dump.take() {
             if end == End::LastChunk {
                 dump.write(crate::proto::bdat::dump_end());
@@ -851,5 +880,25 @@ mod tests {
         for &(input, want) in cases {
             assert_eq!(address_args(input), want, "{input:?}");
         }
+    }
+
+    #[test]
+    fn utf8_dump_text() {
+        let cases: &[(&[u8], &[u8])] = &[
+            (b"<a@b>", b"<a@b>"),
+            (
+                "<jörg@exämple.de>".as_bytes(),
+                "<jörg@exämple.de>".as_bytes(),
+            ),
+            (b"x\x01y\x7f", b"x?y?"),
+            (b"\xff\xfe", b"??"),
+            (b"\xc3", b"?"),
+            ("a\u{85}b".as_bytes(), b"a?b"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(sanitize_utf8(input), *want, "{input:?}");
+        }
+        // Without --smtputf8 the same bytes get Postfix's treatment.
+        assert_eq!(sanitize_bytes("ö".as_bytes()), b"??");
     }
 }

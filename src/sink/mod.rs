@@ -22,6 +22,7 @@
 
 pub mod config;
 mod dump;
+mod net;
 pub mod policy;
 mod reply;
 mod session;
@@ -34,27 +35,21 @@ pub use config::{
 pub use reply::Replies;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use socket2::{Domain, SockAddr, Socket, Type};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::diag::{self, Error, Result};
+use crate::diag::{self, errno_text, Error, Result};
 use crate::endpoint::{self, Endpoint, Family};
 use crate::measure::sink_side::SinkMeasure;
-use dump::{errno_text, ClientAddr};
+use dump::ClientAddr;
+use net::{Accepted, Listener, StdListener};
 use session::{Counters, Event, Shared};
 
 /// Pause after a failed accept (e.g. EMFILE) so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
-
-enum StdListener {
-    Tcp(std::net::TcpListener),
-    Unix(std::os::unix::net::UnixListener),
-}
 
 /// A bound smtp-sink, ready to [`run`](Server::run).
 pub struct Server {
@@ -71,135 +66,6 @@ impl std::fmt::Debug for Server {
             .field("local_addr", &self.local_addr)
             .finish_non_exhaustive()
     }
-}
-
-fn io_fatal(what: &str, err: &std::io::Error) -> Error {
-    Error::fatal(format!("{what}: {}", errno_text(err)))
-}
-
-fn nix_fatal(what: &str, err: nix::errno::Errno) -> Error {
-    Error::fatal(format!("{what}: {}", err.desc()))
-}
-
-/// Raise the open-file limit to the hard limit, for many concurrent sessions.
-fn raise_nofile_limit() {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        if soft < hard {
-            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
-        }
-    }
-}
-
-fn tcp_listener(config: &SinkConfig, endpoint: &Endpoint) -> Result<(StdListener, SocketAddr)> {
-    let addr = endpoint::resolve(endpoint, config.family, true)?;
-    if config.verbose > 0 {
-        diag::info(&format!("trying... [{}]:{}", addr.ip(), addr.port()));
-    }
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)
-        .map_err(|e| io_fatal("socket", &e))?;
-    if addr.is_ipv6() {
-        socket
-            .set_only_v6(true)
-            .map_err(|e| io_fatal("setsockopt(IPV6_V6ONLY)", &e))?;
-    }
-    socket
-        .set_reuse_address(true)
-        .map_err(|e| io_fatal("setsockopt(SO_REUSEADDR)", &e))?;
-    socket
-        .set_reuse_port(true)
-        .map_err(|e| io_fatal("setsockopt(SO_REUSEPORT)", &e))?;
-    socket.bind(&addr.into()).map_err(|e| {
-        Error::fatal(format!(
-            "bind {} port {}: {}",
-            addr.ip(),
-            addr.port(),
-            errno_text(&e)
-        ))
-    })?;
-    if let Some(size) = config.window {
-        let size = size as usize;
-        if let Err(e) = socket.set_send_buffer_size(size) {
-            diag::warning(&format!("setsockopt SO_SNDBUF {size}: {}", errno_text(&e)));
-        }
-        if let Err(e) = socket.set_recv_buffer_size(size) {
-            diag::warning(&format!("setsockopt SO_RCVBUF {size}: {}", errno_text(&e)));
-        }
-    }
-    socket
-        .listen(config.backlog)
-        .map_err(|e| io_fatal("listen", &e))?;
-    socket
-        .set_nonblocking(true)
-        .map_err(|e| io_fatal("fcntl(O_NONBLOCK)", &e))?;
-    let listener: std::net::TcpListener = socket.into();
-    let local = listener.local_addr().unwrap_or(addr);
-    Ok((StdListener::Tcp(listener), local))
-}
-
-/// Listen on `path`, taken from [`Endpoint::Unix`]: `endpoint::parse_sink`
-/// has already refused a path of [`endpoint::UNIX_PATH_MAX`] bytes or more.
-fn unix_listener(config: &SinkConfig, path: &Path) -> Result<StdListener> {
-    let shown = diag::show_path(path);
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_fatal(&format!("remove {shown}"), &e)),
-    }
-    let socket =
-        Socket::new(Domain::UNIX, Type::STREAM, None).map_err(|e| io_fatal("socket", &e))?;
-    let addr = SockAddr::unix(path).map_err(|e| io_fatal(&format!("bind: {shown}"), &e))?;
-    socket
-        .bind(&addr)
-        .map_err(|e| io_fatal(&format!("bind: {shown}"), &e))?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
-            .map_err(|e| io_fatal(&format!("chmod socket {shown}"), &e))?;
-    }
-    socket
-        .listen(config.backlog)
-        .map_err(|e| io_fatal("listen", &e))?;
-    socket
-        .set_nonblocking(true)
-        .map_err(|e| io_fatal("fcntl(O_NONBLOCK)", &e))?;
-    Ok(StdListener::Unix(socket.into()))
-}
-
-/// Switch to the `-u` user, with `-R` chroot (spec §3 step 7).
-fn drop_privileges(config: &SinkConfig) -> Result<()> {
-    use nix::unistd::{chdir, chroot, initgroups, setgid, setuid, User};
-    if config.verbose > 1 {
-        let root = config
-            .root_dir
-            .as_deref()
-            .map(diag::show_path)
-            .unwrap_or_else(|| "(none)".into());
-        let user = config
-            .user
-            .as_deref()
-            .map(diag::sanitize)
-            .unwrap_or_else(|| "(none)".into());
-        diag::info(&format!("chroot {root} user {user}"));
-    }
-    let Some(name) = &config.user else {
-        return Ok(());
-    };
-    let shown = String::from_utf8_lossy(name).into_owned();
-    let unknown = || Error::fatal(format!("unknown user: {}", diag::sanitize(name)));
-    let pw = User::from_name(&shown)
-        .map_err(|_| unknown())?
-        .ok_or_else(unknown)?;
-    setgid(pw.gid).map_err(|e| nix_fatal(&format!("setgid({})", pw.gid), e))?;
-    let cname = std::ffi::CString::new(name.clone()).map_err(|_| unknown())?;
-    initgroups(&cname, pw.gid).map_err(|e| nix_fatal("initgroups", e))?;
-    if let Some(dir) = &config.root_dir {
-        chroot(dir.as_path())
-            .map_err(|e| nix_fatal(&format!("chroot({})", diag::show_path(dir)), e))?;
-        chdir("/").map_err(|e| nix_fatal("chdir(/)", e))?;
-    }
-    setuid(pw.uid).map_err(|e| nix_fatal(&format!("setuid({})", pw.uid), e))?;
-    Ok(())
 }
 
 /// How a peer is shown in dumps and verbose output (spec §5).
@@ -244,7 +110,7 @@ impl Server {
     /// `-u`, create the listener, switch user (and chroot), open syslog.
     /// Synchronous; may be called inside or outside a tokio runtime.
     pub fn bind(config: SinkConfig) -> Result<Server> {
-        raise_nofile_limit();
+        net::raise_nofile_limit();
         // Certificates are read (or made) first: a bad file is reported
         // like any other option error, and before privileges are dropped.
         let tls = config
@@ -263,13 +129,13 @@ impl Server {
         }
         let endpoint = endpoint::parse_sink(&config.endpoint)?;
         let (listener, local_addr) = match &endpoint {
-            Endpoint::Unix(path) => (unix_listener(&config, path)?, None),
+            Endpoint::Unix(path) => (net::unix_listener(&config, path)?, None),
             Endpoint::Inet { .. } => {
-                let (l, a) = tcp_listener(&config, &endpoint)?;
+                let (l, a) = net::tcp_listener(&config, &endpoint)?;
                 (l, Some(a))
             }
         };
-        drop_privileges(&config)?;
+        net::drop_privileges(&config)?;
         if config.uses_syslog() {
             syslog::open(basename(diag::prog()));
         }
@@ -311,10 +177,10 @@ impl Server {
         let _stats = shared.measure.as_ref().and_then(|m| m.spawn_stats());
         let listener = match self.listener {
             StdListener::Tcp(l) => Listener::Tcp(
-                tokio::net::TcpListener::from_std(l).map_err(|e| io_fatal("listen", &e))?,
+                tokio::net::TcpListener::from_std(l).map_err(|e| net::io_fatal("listen", &e))?,
             ),
             StdListener::Unix(l) => Listener::Unix(
-                tokio::net::UnixListener::from_std(l).map_err(|e| io_fatal("listen", &e))?,
+                tokio::net::UnixListener::from_std(l).map_err(|e| net::io_fatal("listen", &e))?,
             ),
         };
         let limit = shared.config.max_sessions.clamp(1, Semaphore::MAX_PERMITS);
@@ -389,30 +255,5 @@ fn outcome(event: Option<Event>) -> Result<()> {
     match event {
         Some(Event::Fatal(text)) => Err(Error::Fatal(text)),
         Some(Event::Exit) | None => Ok(()),
-    }
-}
-
-enum Listener {
-    Tcp(tokio::net::TcpListener),
-    Unix(tokio::net::UnixListener),
-}
-
-enum Accepted {
-    Tcp(tokio::net::TcpStream, SocketAddr),
-    Unix(tokio::net::UnixStream),
-}
-
-impl Listener {
-    async fn accept(&self) -> std::io::Result<Accepted> {
-        match self {
-            Listener::Tcp(l) => {
-                let (s, peer) = l.accept().await?;
-                Ok(Accepted::Tcp(s, peer))
-            }
-            Listener::Unix(l) => {
-                let (s, _) = l.accept().await?;
-                Ok(Accepted::Unix(s))
-            }
-        }
     }
 }

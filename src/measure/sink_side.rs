@@ -320,6 +320,40 @@ mod tests {
     }
 
     #[test]
+    fn metrics_read_the_sink_counters() {
+        let opts = SinkOptions {
+            track: true,
+            metrics: "127.0.0.1:0".parse().ok(),
+            ..SinkOptions::default()
+        };
+        let m = SinkMeasure::new(&opts, &["helo", "."])
+            .expect("new")
+            .expect("measure");
+        m.session_started();
+        m.reply(Some(0), b"250 ok\r\n");
+        m.reply(None, b"502 unknown\r\n");
+        m.bytes(300);
+        let mut scanner = m.scanner().expect("scanner");
+        scanner.feed(b"X-Smtpstone-Run: 1\r\nX-Smtpstone-Seq: 3\r\nX-Smtpstone-Sent: 1\r\n\r\n");
+        m.message(scanner.tag(), true);
+        m.message(None, false);
+        let r = m.readings();
+        assert_eq!((r.sessions, r.sessions_ended, r.messages), (1, 0, 2));
+        assert_eq!((r.bytes, r.dumps), (300, 1));
+        let t = r.tracking.expect("tracking");
+        assert_eq!((t.received, t.gaps, t.latency.count()), (1, 3, 1));
+        let cells: Vec<_> = m
+            .replies()
+            .expect("replies")
+            .cells()
+            .filter(|c| c.2 > 0)
+            .collect();
+        assert_eq!(cells, [("helo", "2xx", 1), ("unknown", "5xx", 1)]);
+        let runs: serde_json::Value = serde_json::from_str(&m.runs_json()).expect("json");
+        assert_eq!(runs["messages"], 2);
+    }
+
+    #[test]
     fn tracking_report_written_once() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("t.json");

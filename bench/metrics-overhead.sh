@@ -5,11 +5,13 @@
 # alternate plain/metrics so that machine noise hits both alike; each line
 # gives msg/s (source wall clock) and the CPU seconds of each tool.
 #
-# Usage: bench/metrics-overhead.sh [ROUNDS] (after cargo build --release)
+# Usage: bench/metrics-overhead.sh [ROUNDS] (after cargo build --release);
+# MODES="plain metrics unscraped" adds --metrics without the scraper.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
 N=${N:-50000}
+MODES=${MODES:-plain metrics}
 BIN=target/release
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
@@ -30,10 +32,10 @@ url_of() { # wait for the "metrics: listening on URL" line in FILE
   exit 1
 }
 
-round() { # MODE: plain | metrics
+round() { # MODE: plain | metrics | unscraped
   local mode=$1 port extra=()
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  [ "$mode" = metrics ] && extra=(--metrics 127.0.0.1:0)
+  [ "$mode" != plain ] && extra=(--metrics 127.0.0.1:0)
   "$BIN/smtp-sink" "${USER_ARGS[@]}" "${extra[@]}" "127.0.0.1:$port" 1000 2>"$WORK/sink.err" &
   local sink=$!
   sleep 0.3
@@ -63,6 +65,7 @@ round() { # MODE: plain | metrics
 }
 
 for r in $(seq "$ROUNDS"); do
-  round plain
-  round metrics
+  for mode in $MODES; do
+    round "$mode"
+  done
 done

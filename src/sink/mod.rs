@@ -22,6 +22,7 @@
 
 pub mod config;
 mod dump;
+pub mod policy;
 mod reply;
 mod session;
 mod syslog;

@@ -9,6 +9,7 @@ mod common;
 mod differential_sink;
 mod differential_source;
 mod harness;
+mod hostile;
 mod mta;
 mod mta_tls;
 mod source_modern;

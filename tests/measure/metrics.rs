@@ -377,6 +377,41 @@ fn routes_methods_and_the_printed_address() {
     assert!(matches!(proc.child.try_wait(), Ok(None)), "still serving");
 }
 
+/// TCP sockets in LISTEN state that process `pid` holds (inodes of its
+/// socket descriptors matched against /proc/net/tcp{,6}).
+fn listening_sockets(pid: u32) -> usize {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|rd| {
+            rd.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter_map(|l| {
+                    let l = l.to_string_lossy().into_owned();
+                    Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .flat_map(|f| {
+            let text = std::fs::read_to_string(f).unwrap_or_default();
+            text.lines()
+                .skip(1)
+                .map(|l| l.split_whitespace().map(String::from).collect::<Vec<_>>())
+                .collect::<Vec<_>>()
+        })
+        .filter(|f| f.len() > 9 && f[3] == "0A" && inodes.contains(&f[9]))
+        .count()
+}
+
+#[test]
+fn without_metrics_only_the_smtp_port_listens() {
+    let (mut with, _, _) = sink(&[]);
+    assert_eq!(listening_sockets(with.child.id()), 2, "SMTP and metrics");
+    let plain = common::sink::ours(&[]);
+    assert_eq!(listening_sockets(plain.proc.pid()), 1, "SMTP only");
+    assert!(matches!(with.child.try_wait(), Ok(None)));
+}
+
 #[test]
 fn bad_and_busy_addresses_are_one_clear_line() {
     let out = run(

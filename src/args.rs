@@ -22,7 +22,7 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
-use clap::{Arg, ArgAction, Command};
+use clap::{Arg, ArgAction, Command as ClapCommand};
 
 use crate::diag::{self, Error, Result};
 
@@ -151,8 +151,8 @@ fn short_id(letter: char) -> String {
     letter.to_string()
 }
 
-fn command(spec: &ToolSpec) -> Command {
-    let mut cmd = Command::new(spec.name)
+fn command(spec: &ToolSpec) -> ClapCommand {
+    let mut cmd = ClapCommand::new(spec.name)
         .about(spec.about)
         .version(env!("CARGO_PKG_VERSION"))
         .override_usage(format!("{} [options] {}", spec.name, spec.operands))
@@ -233,6 +233,12 @@ fn command(spec: &ToolSpec) -> Command {
 /// The `--help` text of a tool.
 pub fn help_text(spec: &ToolSpec) -> String {
     command(spec).render_help().to_string()
+}
+
+/// The clap command a tool's argv is parsed with: the one source of `--help`,
+/// the manual pages' option lists and the shell completions.
+pub fn clap_command(spec: &ToolSpec) -> ClapCommand {
+    command(spec)
 }
 
 /// Parse `argv` (including `argv[0]`) the getopt way.
@@ -361,9 +367,67 @@ fn first_unknown_letter(spec: &ToolSpec, argv: &[OsString]) -> Option<char> {
     None
 }
 
+/// What a tool's command line asks for, once its options are checked.
+#[derive(Debug)]
+pub enum Command<C> {
+    /// Run with this checked configuration.
+    Run(Box<C>),
+    /// Print this text to stdout and exit 0 (`--help`, `--version`).
+    Print(String),
+}
+
+/// C `atoi`: optional leading whitespace, optional sign, leading digits;
+/// anything else is ignored; no digits gives 0. Like glibc (`(int) strtol`),
+/// the value saturates at the `long` range and is then truncated to `int`,
+/// so a huge negative number gives 0 and a huge positive one -1.
+pub fn atoi(bytes: &[u8]) -> i32 {
+    let mut i = 0;
+    while i < bytes.len() && matches!(bytes[i], b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r') {
+        i += 1;
+    }
+    let mut negative = false;
+    if i < bytes.len() && (bytes[i] == b'+' || bytes[i] == b'-') {
+        negative = bytes[i] == b'-';
+        i += 1;
+    }
+    let mut value: i128 = 0;
+    while i < bytes.len() && bytes[i].is_ascii_digit() {
+        value = (value * 10 + i128::from(bytes[i] - b'0')).min(i128::from(i64::MAX) + 1);
+        i += 1;
+    }
+    if negative {
+        value = -value;
+    }
+    let long = value.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
+    long as i32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn atoi_table() {
+        let cases: &[(&str, i32)] = &[
+            ("5", 5),
+            ("5abc", 5),
+            ("abc", 0),
+            ("", 0),
+            ("  42", 42),
+            ("\t-7", -7),
+            ("+3", 3),
+            ("-0", 0),
+            ("- 3", 0),
+            ("2147483647", i32::MAX),
+            ("2147483648", i32::MIN),
+            ("4294967297", 1),
+            ("99999999999999999999999", -1),
+            ("-99999999999999999999999", 0),
+        ];
+        for (input, want) in cases {
+            assert_eq!(atoi(input.as_bytes()), *want, "atoi({input:?})");
+        }
+    }
 
     const SHORTS: &[ShortOpt] = &[
         ShortOpt {

@@ -24,6 +24,31 @@ pub fn prog() -> &'static str {
     PROG.get().map(String::as_str).unwrap_or("smtpstone")
 }
 
+/// `strerror(errno)` text without Rust's ` (os error N)` suffix, as
+/// Postfix's `%m` prints it.
+pub fn strerror(errno: i32) -> String {
+    let text = std::io::Error::from_raw_os_error(errno).to_string();
+    match text.rfind(" (os error ") {
+        Some(at) => text[..at].to_string(),
+        None => text,
+    }
+}
+
+/// The text of an I/O error as `%m` prints it: `strerror` for an OS error,
+/// the error's own text otherwise.
+pub fn errno_text(err: &std::io::Error) -> String {
+    match err.raw_os_error() {
+        Some(code) => strerror(code),
+        None => err.to_string(),
+    }
+}
+
+/// A path as diagnostics show it: one `?` per byte outside printable ASCII.
+pub fn show_path(path: &std::path::Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    sanitize(path.as_os_str().as_bytes())
+}
+
 /// Replace every byte outside printable ASCII (0x20..=0x7e) with `?`.
 pub fn sanitize(bytes: &[u8]) -> String {
     bytes
@@ -123,6 +148,27 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(sanitize(input), *want, "input {input:?}");
         }
+    }
+
+    #[test]
+    fn strerror_has_no_rust_suffix() {
+        assert_eq!(strerror(libc::ECONNREFUSED), "Connection refused");
+        assert_eq!(strerror(libc::ENOENT), "No such file or directory");
+    }
+
+    #[test]
+    fn errno_text_of_os_and_other_errors() {
+        let os = std::io::Error::from_raw_os_error(libc::EACCES);
+        assert_eq!(errno_text(&os), "Permission denied");
+        let other = std::io::Error::other("custom");
+        assert_eq!(errno_text(&other), "custom");
+    }
+
+    #[test]
+    fn show_path_one_mark_per_invalid_byte() {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::path::Path::new(std::ffi::OsStr::from_bytes(b"/tmp/a\xffb"));
+        assert_eq!(show_path(path), "/tmp/a?b");
     }
 
     #[test]

@@ -242,20 +242,10 @@ impl std::fmt::Display for GaiError {
                 let msg = unsafe { CStr::from_ptr(libc::gai_strerror(code)) };
                 f.write_str(&msg.to_string_lossy())
             }
-            GaiError::System(errno) => f.write_str(&strerror(errno)),
-            GaiError::Nul => f.write_str(&strerror(libc::EINVAL)),
+            GaiError::System(errno) => f.write_str(&crate::diag::strerror(errno)),
+            GaiError::Nul => f.write_str(&crate::diag::strerror(libc::EINVAL)),
             GaiError::NoUsable => f.write_str("host found but no usable address"),
         }
-    }
-}
-
-/// `strerror(errno)` text without Rust's " (os error N)" suffix, as
-/// Postfix's `%m` prints it.
-pub fn strerror(errno: i32) -> String {
-    let text = std::io::Error::from_raw_os_error(errno).to_string();
-    match text.rfind(" (os error ") {
-        Some(at) => text[..at].to_string(),
-        None => text,
     }
 }
 
@@ -787,11 +777,5 @@ mod tests {
             fatal_text(resolve(&ep, Family::Any, true)),
             "/tmp/x: not an internet endpoint"
         );
-    }
-
-    #[test]
-    fn strerror_has_no_rust_suffix() {
-        assert_eq!(strerror(libc::ECONNREFUSED), "Connection refused");
-        assert_eq!(strerror(libc::ENOENT), "No such file or directory");
     }
 }

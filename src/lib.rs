@@ -10,6 +10,7 @@ pub mod args;
 pub mod conn;
 pub mod diag;
 pub mod endpoint;
+pub mod manpage;
 pub mod measure;
 pub mod proto;
 pub mod sink;

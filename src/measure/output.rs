@@ -3,16 +3,7 @@
 use std::io::Write as _;
 
 use super::options::JsonOut;
-use crate::diag::{Error, Result};
-
-/// `strerror` text of an I/O error (without Rust's ` (os error N)`).
-pub fn errno_text(err: &std::io::Error) -> String {
-    let full = err.to_string();
-    match full.rfind(" (os error ") {
-        Some(pos) if err.raw_os_error().is_some() => full[..pos].to_string(),
-        _ => full,
-    }
-}
+use crate::diag::{errno_text, Error, Result};
 
 /// Write `text` to `out`; `write PATH: ERRNO` on failure.
 pub fn write_json(out: &JsonOut, text: &str) -> Result<()> {

@@ -14,12 +14,13 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::options::{JsonOut, ProgressMode, SourceOptions};
-use super::output::{errno_text, print_stderr, write_json};
+use super::output::{print_stderr, write_json};
 use super::progress::{self, Live, Meter, Snapshot};
 use super::rate::Pacing;
 use super::recorder::{tick, Handle, Phase, Recorder, Tick};
 use super::report::Report;
 use super::track::{self, Stamper};
+use crate::diag::errno_text;
 use crate::diag::{self, Error, Result};
 
 /// The measurement state of one smtp-source run.

@@ -20,8 +20,9 @@
 //! Sessions run as tokio tasks; [`Server::run`] works on a current-thread or
 //! multi-thread runtime. Dropping the `run` future aborts all sessions.
 
-mod config;
+pub mod config;
 mod dump;
+pub mod policy;
 mod reply;
 mod session;
 mod syslog;

@@ -55,7 +55,9 @@ pub enum TlsError {
 impl fmt::Display for TlsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TlsError::Read { path, err } => write!(f, "open {path}: {}", errno_text(err)),
+            TlsError::Read { path, err } => {
+                write!(f, "open {path}: {}", crate::diag::errno_text(err))
+            }
             TlsError::NoCertificate { path } => write!(f, "{path}: no certificate found"),
             TlsError::NoKey { path } => write!(f, "{path}: no private key found"),
             TlsError::Pem { path, reason } => write!(f, "{path}: {reason}"),
@@ -70,14 +72,6 @@ impl std::error::Error for TlsError {}
 impl From<TlsError> for crate::Error {
     fn from(e: TlsError) -> Self {
         crate::Error::fatal(e.to_string())
-    }
-}
-
-/// `strerror` text of an I/O error (without Rust's ` (os error N)`).
-fn errno_text(err: &io::Error) -> String {
-    match err.raw_os_error() {
-        Some(code) => crate::endpoint::strerror(code),
-        None => err.to_string(),
     }
 }
 

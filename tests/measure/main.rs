@@ -8,3 +8,4 @@ mod common;
 mod mta;
 mod sink;
 mod source;
+mod timeline;

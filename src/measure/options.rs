@@ -15,15 +15,28 @@ use std::time::Duration;
 use crate::args::LongOpt;
 use crate::diag::{Error, Result};
 
-use super::{rate, stats};
+use super::{rate, stats, timeline};
 
 /// smtp-source's measurement options, for its `ToolSpec`.
 pub const SOURCE_LONGS: &[LongOpt] = &[
     LongOpt {
         name: "report",
-        value: None,
+        value: Some("[timeline]"),
         help: "At the end, print a run report on stderr: counts, reply codes per stage, \
-               throughput, latency percentiles per phase",
+               throughput, latency percentiles per phase; --report=timeline adds a \
+               table per --interval",
+    },
+    LongOpt {
+        name: "interval",
+        value: Some("D"),
+        help: "Width of the report's timeline intervals, aligned to epoch time \
+               (default 1s; e.g. 500ms, 10s)",
+    },
+    LongOpt {
+        name: "html",
+        value: Some("FILE"),
+        help: "Write the run report as one self-contained HTML file with charts \
+               (also with --merge)",
     },
     LongOpt {
         name: "json",
@@ -130,8 +143,15 @@ pub enum ProgressMode {
 /// smtp-source's measurement settings.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SourceOptions {
-    /// `--report`.
+    /// `--report[=timeline]`.
     pub report: bool,
+    /// `--report=timeline`: the text report ends with the timeline table.
+    pub report_timeline: bool,
+    /// `--interval D`, milliseconds (default
+    /// [`timeline::DEFAULT_INTERVAL_MS`]).
+    pub interval_ms: Option<u64>,
+    /// `--html FILE`.
+    pub html: Option<PathBuf>,
     /// `--json PATH`.
     pub json: Option<JsonOut>,
     /// `--merge`: the operands are report files.
@@ -175,7 +195,33 @@ impl SourceOptions {
     /// `Ok(false)`.
     pub fn apply(&mut self, name: &str, value: &[u8]) -> Result<bool> {
         match name {
-            "report" => self.report = true,
+            "report" => {
+                self.report = true;
+                self.report_timeline = match value {
+                    b"" => false,
+                    b"timeline" => true,
+                    _ => {
+                        return Err(Error::fatal(format!(
+                            "bad --report value: {} (only --report=timeline)",
+                            text(value)
+                        )))
+                    }
+                };
+            }
+            "interval" => {
+                let ms = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(rate::parse_duration)
+                    .filter(|d| d.subsec_nanos() % 1_000_000 == 0)
+                    .and_then(|d| u64::try_from(d.as_millis()).ok());
+                self.interval_ms = Some(ms.ok_or_else(|| {
+                    Error::fatal(format!(
+                        "bad --interval value: {} (whole milliseconds, at least 1ms)",
+                        text(value)
+                    ))
+                })?);
+            }
+            "html" => self.html = Some(PathBuf::from(OsStr::from_bytes(value))),
             "json" => self.json = Some(JsonOut::parse(value)),
             "merge" => self.merge = true,
             "rate" => {
@@ -236,8 +282,19 @@ impl SourceOptions {
     pub fn records(&self) -> bool {
         self.report
             || self.json.is_some()
+            || self.html.is_some()
             || self.progress != ProgressMode::Off
             || self.metrics.is_some()
+    }
+
+    /// Whether the report carries a timeline (JSON, HTML, timeline table).
+    pub fn timeline(&self) -> bool {
+        self.json.is_some() || self.html.is_some() || self.report_timeline
+    }
+
+    /// Timeline interval width, milliseconds.
+    pub fn interval_ms(&self) -> u64 {
+        self.interval_ms.unwrap_or(timeline::DEFAULT_INTERVAL_MS)
     }
 
     /// Whether any measurement option changes a run.
@@ -333,6 +390,19 @@ mod tests {
         assert_eq!(o.duration, Some(Duration::from_secs(60)));
         assert_eq!(o.progress, ProgressMode::Terminal);
         assert!(o.records() && o.any());
+        assert!(!o.report_timeline && o.timeline());
+        assert_eq!(o.interval_ms(), 1000);
+        let o = source(&[
+            ("report", "timeline"),
+            ("interval", "250ms"),
+            ("html", "r.html"),
+        ])
+        .expect("valid");
+        assert!(o.report && o.report_timeline && o.timeline());
+        assert_eq!(o.interval_ms(), 250);
+        assert_eq!(o.html, Some(PathBuf::from("r.html")));
+        let o = source(&[("report", "")]).expect("valid");
+        assert!(o.report && !o.timeline());
         let o = source(&[("progress", "always")]).expect("valid");
         assert_eq!(o.progress, ProgressMode::Always);
         let o = source(&[("rate", "5")]).expect("valid");
@@ -355,6 +425,16 @@ mod tests {
             "bad --progress value: never (only --progress=always)"
         );
         assert_eq!(fatal(source(&[("rate", "fast")])), "bad --rate value: fast");
+        assert_eq!(
+            fatal(source(&[("report", "full")])),
+            "bad --report value: full (only --report=timeline)"
+        );
+        for bad in ["0", "500us", "1.5ms", "soon"] {
+            assert_eq!(
+                fatal(source(&[("interval", bad)])),
+                format!("bad --interval value: {bad} (whole milliseconds, at least 1ms)")
+            );
+        }
         assert_eq!(
             fatal(source(&[("duration", "soon")])),
             "bad --duration value: soon"

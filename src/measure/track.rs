@@ -30,7 +30,7 @@ use bytes::BytesMut;
 use memchr::memchr;
 use serde::Serialize;
 
-use super::hist::{self, Hist};
+use super::hist::{self, Hist, LatencyJson};
 use crate::metrics::histogram::Counts;
 use crate::metrics::sink::TrackReadings;
 
@@ -556,7 +556,6 @@ impl Tracker {
             .runs
             .iter()
             .map(|(&run, t)| {
-                let s = hist::summary(&t.latency);
                 let missing = t.seqs.missing_ranges(MISSING_LISTED);
                 RunJson {
                     run_id: run_id_text(run),
@@ -569,17 +568,7 @@ impl Tracker {
                     missing,
                     future_stamps: t.future_stamps,
                     untracked: t.untracked,
-                    latency_us: LatencyJson {
-                        count: s.count,
-                        min: s.min,
-                        mean: s.mean,
-                        p50: s.p50,
-                        p90: s.p90,
-                        p99: s.p99,
-                        p99_9: s.p999,
-                        max: s.max,
-                        hdr: hist::encode(&t.latency),
-                    },
+                    latency_us: LatencyJson::of(&t.latency),
                 }
             })
             .collect();
@@ -595,19 +584,6 @@ impl Tracker {
         text.push('\n');
         text
     }
-}
-
-#[derive(Serialize)]
-struct LatencyJson {
-    count: u64,
-    min: u64,
-    mean: f64,
-    p50: u64,
-    p90: u64,
-    p99: u64,
-    p99_9: u64,
-    max: u64,
-    hdr: String,
 }
 
 #[derive(Serialize)]

@@ -118,7 +118,7 @@ fn system_hostname() -> Result<Vec<u8>> {
 pub async fn run(config: SourceConfig) -> Result<Summary> {
     if config.measure.merge {
         // --merge: combine reports, send nothing.
-        measure::merge_files(&config.measure.files, config.measure.json.as_ref())?;
+        measure::merge_files(&config.measure)?;
         return Ok(Summary::default());
     }
     let body: Vec<u8> = match (&config.file, config.length) {

@@ -9,3 +9,4 @@ mod metrics;
 mod mta;
 mod sink;
 mod source;
+mod timeline;

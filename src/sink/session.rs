@@ -323,9 +323,11 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
 
     /// The one place every reply is queued: `to` is the command it answers
     /// (`None` for an empty or unknown command line), its code the first
-    /// three bytes of `bytes`.
+    /// three bytes of `bytes`. The `--metrics` hook counts replies here.
     fn queue(&mut self, to: Option<Cmd>, bytes: &[u8]) {
-        let _ = to;
+        if let Some(m) = &self.shared.measure {
+            m.reply(to.map(Cmd::index), bytes);
+        }
         self.conn.write_buf().extend_from_slice(bytes);
     }
 
@@ -649,7 +651,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             Cmd::Mail => self.mail(args).await,
             Cmd::Rcpt => self.rcpt(args).await,
             Cmd::Data => self.data().await,
-            Cmd::Dot => self.dot().await,
+            Cmd::Dot => self.dot(Cmd::Dot).await,
             Cmd::Rset => self.rset().await,
             Cmd::Quit => self.quit().await,
         }
@@ -778,17 +780,18 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         }
     }
 
-    /// The reply to the end of a message (or to `.` typed as a command).
-    async fn dot(&mut self) -> Result<Flow, Flow> {
+    /// The reply to the end of a message (or to `.` typed as a command),
+    /// counted as the reply to `to` (`.`, or BDAT for the last chunk).
+    async fn dot(&mut self, to: Cmd) -> Result<Flow, Flow> {
         if self.config().lmtp {
             // RFC 2033 §4.2: one reply per recipient. S9: the count stops
             // at 0.
             while self.rcpts > 0 {
                 self.rcpts -= 1;
-                self.reply(Cmd::Dot, reply::LMTP_DOT_OK).await?;
+                self.reply(to, reply::LMTP_DOT_OK).await?;
             }
         } else {
-            self.reply(Cmd::Dot, reply::OK).await?;
+            self.reply(to, reply::OK).await?;
         }
         Ok(Flow::Continue)
     }
@@ -820,6 +823,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
     async fn message_done(&mut self, end: End) -> Flow {
         self.in_tx = false;
         self.chunks.used = false;
+        let dumped = self.dump.is_some();
         if let Some(mut dump) = self.dump.take() {
             if end == End::LastChunk {
                 dump.write(crate::proto::bdat::dump_end());
@@ -830,7 +834,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         }
         let shared = self.shared;
         if let Some(m) = &shared.measure {
-            m.message(self.track.as_ref().and_then(|t| t.tag()));
+            m.message(self.track.as_ref().and_then(|t| t.tag()), dumped);
         }
         let mesg = shared.counters.mesg.fetch_add(1, Ordering::Relaxed) + 1;
         if shared.config.counters {
@@ -839,7 +843,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         let flow = match end {
             End::Dot => self.dispatch(Cmd::Dot, b".", b"").await,
             // `.`'s own fault controls do not apply to a BDAT chunk.
-            End::LastChunk => self.dot().await.unwrap_or_else(|flow| flow),
+            End::LastChunk => self.dot(Cmd::Bdat).await.unwrap_or_else(|flow| flow),
         };
         if shared.config.message_quit == Some(mesg) {
             // S2: the reply to this message and everything before it are

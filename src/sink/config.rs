@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use std::os::unix::ffi::OsStrExt;
 
-use crate::args::{self, atoi, Key, LongOpt, Occurrence, Parsed, ShortOpt, ToolSpec};
+use crate::args::{self, atoi, Command, Key, LongOpt, Occurrence, Parsed, ShortOpt, ToolSpec};
 use crate::diag::{self, Error, Result};
 use crate::endpoint::Family;
 use crate::measure::options::{SinkOptions, SINK_LONGS};
@@ -342,17 +342,6 @@ impl Default for SinkConfig {
 pub const DEFAULT_SOFT_REPLY: &str = "450 4.3.0 Error: command failed";
 /// Default `-B` reply.
 pub const DEFAULT_HARD_REPLY: &str = "500 5.3.0 Error: command failed";
-
-/// What the command line asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
-    /// Run the sink.
-    Run(Box<SinkConfig>),
-    /// `--help`: print this to stdout and exit 0.
-    Help(String),
-    /// `--version`: print this to stdout and exit 0.
-    Version(String),
-}
 
 /// The usage text after `usage: ` (spec §1), with PROG as invoked.
 pub fn usage() -> String {
@@ -747,15 +736,13 @@ impl TlsArgs {
 impl SinkConfig {
     /// Parse `argv` (including `argv[0]`; call [`diag::set_prog`] first).
     ///
-    /// Returns [`Command::Help`]/[`Command::Version`] for `--help` /
-    /// `--version`. Errors are [`Error::Usage`] (print the usage fatal with
+    /// Returns [`Command::Print`] for `--help` / `--version`. Errors are [`Error::Usage`] (print the usage fatal with
     /// [`usage`]) or [`Error::Fatal`]; lines that Postfix prints before the
     /// usage fatal (`invalid option`, `error: bad soft error reply`) have
     /// already been printed.
-    pub fn from_args(argv: &[OsString]) -> Result<Command> {
+    pub fn from_args(argv: &[OsString]) -> Result<Command<SinkConfig>> {
         match args::parse(&SPEC, argv)? {
-            Parsed::Help(text) => Ok(Command::Help(text)),
-            Parsed::Version(text) => Ok(Command::Version(text)),
+            Parsed::Help(text) | Parsed::Version(text) => Ok(Command::Print(text)),
             Parsed::Run { opts, operands } => {
                 Ok(Command::Run(Box::new(Self::from_opts(&opts, &operands)?)))
             }

@@ -14,6 +14,7 @@
 //! let server = Server::bind(*config)?;
 //! println!("listening on {:?}", server.local_addr());
 //! server.run().await // Ok after -M/-n, Err(Error::Fatal) on a fatal error
+// or, to stop it on a signal: server.run_until(shutdown).await
 //! # }
 //! ```
 //!
@@ -28,8 +29,9 @@ mod reply;
 mod session;
 mod syslog;
 
+pub use crate::args::Command;
 pub use config::{
-    unescape, usage, AuthOptions, Cmd, CmdFlags, Command, Delay, DumpMode, Extensions, SinkConfig,
+    unescape, usage, AuthOptions, Cmd, CmdFlags, Delay, DumpMode, Extensions, SinkConfig,
     TlsIdentity, TlsOptions, DEFAULT_HARD_REPLY, DEFAULT_SOFT_REPLY, SPEC,
 };
 pub use reply::Replies;
@@ -38,7 +40,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, Semaphore};
+use std::future::Future;
+
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::diag::{self, errno_text, Error, Result};
@@ -166,7 +170,17 @@ impl Server {
     /// fatal error happens (`Err(Error::Fatal)`). At most `-m` sessions run
     /// at once; further clients wait in the kernel backlog.
     pub async fn run(self) -> Result<()> {
-        let (events, mut rx) = mpsc::unbounded_channel();
+        self.run_until(std::future::pending::<()>())
+            .await
+            .map(|_| ())
+    }
+
+    /// [`run`](Server::run), or until `shutdown` completes: then the
+    /// `--track` report is printed (as on `-M`/`-n`), the sessions are
+    /// dropped and `shutdown`'s output returned (`Ok(Some(_))`); `Ok(None)`
+    /// after `-M`/`-n`.
+    pub async fn run_until<T>(self, shutdown: impl Future<Output = T>) -> Result<Option<T>> {
+        let (events, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             replies: Replies::new(&self.config),
             counters: Counters::default(),
@@ -189,62 +203,93 @@ impl Server {
                 tokio::net::UnixListener::from_std(l).map_err(|e| net::io_fatal("listen", &e))?,
             ),
         };
-        let limit = shared.config.max_sessions.clamp(1, Semaphore::MAX_PERMITS);
-        let slots = Arc::new(Semaphore::new(limit));
-        let mut tasks = JoinSet::new();
-        let mut permit = None;
-        loop {
-            if permit.is_none() {
-                tokio::select! {
-                    biased;
-                    ev = rx.recv() => return ended(&shared, outcome(ev)),
-                    Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-                    p = slots.clone().acquire_owned() => permit = p.ok(),
+        tokio::select! {
+            result = serve(&shared, &listener, rx) => ended(&shared, result).map(|()| None),
+            value = shutdown => {
+                if let Some(m) = &shared.measure {
+                    if let Err(e) = m.finish() {
+                        diag::report(&e, &usage());
+                    }
                 }
-                continue;
+                Ok(Some(value))
             }
+        }
+    }
+}
+
+/// The accept loop: sessions as tasks, at most `-m` at once, until a
+/// session reports the server's end.
+async fn serve(
+    shared: &Arc<Shared>,
+    listener: &Listener,
+    mut rx: mpsc::UnboundedReceiver<Event>,
+) -> Result<()> {
+    let limit = shared.config.max_sessions.clamp(1, Semaphore::MAX_PERMITS);
+    let slots = Arc::new(Semaphore::new(limit));
+    let mut tasks = JoinSet::new();
+    let mut permit = None;
+    loop {
+        if permit.is_none() {
             tokio::select! {
                 biased;
-                ev = rx.recv() => return ended(&shared, outcome(ev)),
+                ev = rx.recv() => return outcome(ev),
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-                accepted = listener.accept() => match accepted {
-                    Ok(stream) => {
-                        let slot = permit.take();
-                        let shared = shared.clone();
-                        let family = shared.config.family;
-                        let verbose = shared.config.verbose > 0;
-                        match stream {
-                            Accepted::Tcp(stream, peer) => {
-                                let client = client_addr(Some(peer), family);
-                                if verbose {
-                                    let af = if peer.is_ipv6() { "AF_INET6" } else { "AF_INET" };
-                                    diag::info(&format!("connect ({af} {})", client.addr));
-                                }
-                                tasks.spawn(async move {
-                                    session::run(shared, stream, client).await;
-                                    drop(slot);
-                                });
-                            }
-                            Accepted::Unix(stream) => {
-                                if verbose {
-                                    diag::info("connect (AF_LOCAL local)");
-                                }
-                                let client = client_addr(None, family);
-                                tasks.spawn(async move {
-                                    session::run(shared, stream, client).await;
-                                    drop(slot);
-                                });
-                            }
-                        }
-                    }
-                    // A client that reset before we accepted it: nothing to do.
-                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => {}
-                    Err(e) => {
-                        diag::warning(&format!("accept connection: {}", errno_text(&e)));
-                        tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    }
-                },
+                p = slots.clone().acquire_owned() => permit = p.ok(),
             }
+            continue;
+        }
+        tokio::select! {
+            biased;
+            ev = rx.recv() => return outcome(ev),
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok(stream) => spawn_session(&mut tasks, shared.clone(), stream, permit.take()),
+                // A client that reset before we accepted it: nothing to do.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => {}
+                Err(e) => {
+                    diag::warning(&format!("accept connection: {}", errno_text(&e)));
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+        }
+    }
+}
+
+/// The one place a session opens: the verbose `connect` line, then the
+/// session task, which holds its `-m` slot until it ends.
+fn spawn_session(
+    tasks: &mut JoinSet<()>,
+    shared: Arc<Shared>,
+    stream: Accepted,
+    slot: Option<OwnedSemaphorePermit>,
+) {
+    let family = shared.config.family;
+    let verbose = shared.config.verbose > 0;
+    match stream {
+        Accepted::Tcp(stream, peer) => {
+            let client = client_addr(Some(peer), family);
+            if verbose {
+                let af = if peer.is_ipv6() {
+                    "AF_INET6"
+                } else {
+                    "AF_INET"
+                };
+                diag::info(&format!("connect ({af} {})", client.addr));
+            }
+            tasks.spawn(async move {
+                session::run(shared, stream, client).await;
+                drop(slot);
+            });
+        }
+        Accepted::Unix(stream) => {
+            if verbose {
+                diag::info("connect (AF_LOCAL local)");
+            }
+            let client = client_addr(None, family);
+            tasks.spawn(async move {
+                session::run(shared, stream, client).await;
+                drop(slot);
+            });
         }
     }
 }

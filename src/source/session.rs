@@ -15,6 +15,7 @@ use crate::conn::Connection;
 use crate::diag::{self, Error, Result};
 use crate::measure::recorder::Phase;
 use crate::measure::source_side::{Hooks as _, Probe};
+use crate::proto::data;
 use crate::proto::reply::{Event, ReplyParser};
 
 use crate::tls::MaybeTls;
@@ -490,25 +491,16 @@ impl Session {
         // The time limit is per write, not per message: a huge body is
         // written in slices, each with its own limit (the first slice also
         // carries the headers, the last one the final dot).
-        let mut rest: &[u8] = &shared.template.body;
-        loop {
-            let last = rest.len() <= WRITE_SLICE;
-            let (part, tail): (&[u8], &[u8]) = if last {
-                (rest, b".\r\n")
-            } else {
-                (&rest[..WRITE_SLICE], b"")
-            };
-            match tokio::time::timeout(limit, conn.io.flush_with(part, tail)).await {
+        let body: &[u8] = &shared.template.body;
+        for write in data::content_writes(body.len(), WRITE_SLICE) {
+            let part = &body[write.range];
+            match tokio::time::timeout(limit, conn.io.flush_with(part, write.tail)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return Err(self.lost(Ctx::Message)),
                 Err(_) => return Err(self.timeout(Ctx::Message)),
             }
-            if last {
-                break;
-            }
-            rest = &rest[WRITE_SLICE..];
         }
-        self.probe.sent(head + shared.template.body.len() + 3);
+        self.probe.sent(head + body.len() + data::DOT_LINE.len());
         let sent = shared.messages.fetch_add(1, Ordering::Relaxed) + 1;
         if config.counter {
             let mut out = std::io::stdout().lock();

@@ -426,7 +426,7 @@ with -d the next message's commands travel with the previous content (needs --eh
     LongOpt {
         name: "tls",
         value: None,
-        help: "RFC 8314 implicit TLS: TLS from the first byte (port 465 style)",
+        help: "RFC 8314 implicit TLS: TLS from the first byte; no port in the endpoint means 465 (submissions)",
     },
     LongOpt {
         name: "tls-verify",

@@ -127,7 +127,13 @@ pub async fn run(config: SourceConfig) -> Result<Summary> {
         (None, None) => message::DEFAULT_BODY.to_vec(),
     };
 
-    let endpoint = endpoint::parse_source(&config.endpoint)?;
+    // Implicit TLS without a port: submissions (RFC 8314 §3.3), as swaks
+    // does; STARTTLS and plain SMTP keep port 25.
+    let endpoint = if config.ext.tls == config::TlsMode::Implicit {
+        endpoint::parse_source_default(&config.endpoint, endpoint::SUBMISSIONS_PORT)?
+    } else {
+        endpoint::parse_source(&config.endpoint)?
+    };
     // The TLS server name (SNI, verification) is the endpoint's host.
     let tls_host = match &endpoint {
         Endpoint::Inet { host, .. } => host.clone(),

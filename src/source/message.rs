@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use memchr::memchr_iter;
 
-use crate::diag::{Error, Result};
+use crate::diag::{errno_text, Error, Result};
 
 /// The default body (no `-l`, no `-F`, or an empty `-F` file).
 pub const DEFAULT_BODY: &[u8] =
@@ -60,16 +60,6 @@ pub fn file_body(content: &[u8]) -> Vec<u8> {
     }
     out.extend_from_slice(b"\r\n");
     out
-}
-
-/// Text of an I/O error as `strerror` prints it (without Rust's
-/// ` (os error N)` suffix).
-pub fn errno_text(err: &std::io::Error) -> String {
-    let full = err.to_string();
-    match full.rfind(" (os error ") {
-        Some(pos) if err.raw_os_error().is_some() => full[..pos].to_string(),
-        _ => full,
-    }
 }
 
 /// Read a `-F` file: `open FILE: ERRNO` / `read FILE: ERRNO` on failure.
@@ -231,11 +221,5 @@ mod tests {
             b"From: <foo@vm>\r\nTo: <foo@vm>\r\nDate: Sat, 28 Nov 2026 11:55:59 +0000 (UTC)\r\n\
 Message-Id: <237e.0003.ffffffff@vm>\r\nSubject: hi\r\n\r\n"
         );
-    }
-
-    #[test]
-    fn errno_text_strips_suffix() {
-        let e = std::io::Error::from_raw_os_error(libc::ENOENT);
-        assert_eq!(errno_text(&e), "No such file or directory");
     }
 }

@@ -28,9 +28,6 @@ use crate::proto::{date, hostname};
 use message::Template;
 use net::Target;
 
-/// Longest UNIX-domain socket path (`sizeof(sun_path)` is 108 with the NUL).
-const UNIX_PATH_MAX: usize = 108;
-
 /// What a completed run did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Summary {
@@ -116,6 +113,16 @@ fn system_hostname() -> Result<Vec<u8>> {
 /// (the other sessions are dropped, which resets their connections). With
 /// `-c`, the final `\n` is written to stdout on success.
 pub async fn run(config: SourceConfig) -> Result<Summary> {
+    run_until(config, std::future::pending()).await
+}
+
+/// [`run`], ended early when `shutdown` completes: the sessions are
+/// dropped (their connections reset, as when a session fails), and the
+/// measurements are finished and reported as at the end of a run.
+pub async fn run_until(
+    config: SourceConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<Summary> {
     if config.measure.merge {
         // --merge: combine reports, send nothing.
         measure::merge_files(&config.measure.files, config.measure.json.as_ref())?;
@@ -140,16 +147,8 @@ pub async fn run(config: SourceConfig) -> Result<Summary> {
         Endpoint::Unix(_) => None,
     };
     let target = match endpoint {
-        Endpoint::Unix(path) => {
-            use std::os::unix::ffi::OsStrExt;
-            if path.as_os_str().as_bytes().len() >= UNIX_PATH_MAX {
-                return Err(Error::fatal(format!(
-                    "unix-domain name too long: {}",
-                    diag::sanitize(path.as_os_str().as_bytes())
-                )));
-            }
-            Target::Unix(path)
-        }
+        // endpoint::parse_source checked the length (UNIX_PATH_MAX).
+        Endpoint::Unix(path) => Target::Unix(path),
         ep @ Endpoint::Inet { .. } => Target::Inet(endpoint::resolve(&ep, config.family, false)?),
     };
 
@@ -216,8 +215,13 @@ pub async fn run(config: SourceConfig) -> Result<Summary> {
         tasks.spawn(session.run(first));
     }
     let progress = shared.measure.as_ref().and_then(|m| m.spawn_progress());
+    tokio::pin!(shutdown);
     let outcome = loop {
-        match tasks.join_next().await {
+        let joined = tokio::select! {
+            joined = tasks.join_next() => joined,
+            () = &mut shutdown => break Ok(()),
+        };
+        match joined {
             None => break Ok(()),
             Some(Ok(Ok(()))) => {}
             Some(Ok(Err(e))) => break Err(e),

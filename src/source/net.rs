@@ -14,9 +14,7 @@ use socket2::{Domain, SockAddr, SockRef, Socket, Type};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream, UnixStream};
 
-use crate::diag;
-
-use super::message::errno_text;
+use crate::diag::{self, errno_text};
 
 /// Where sessions connect to (resolved once at start-up).
 #[derive(Debug, Clone)]

@@ -12,15 +12,15 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::conn::Connection;
-use crate::diag::{self, Error, Result};
+use crate::diag::{self, errno_text, Error, Result};
 use crate::measure::recorder::Phase;
 use crate::measure::source_side::{Hooks as _, Probe};
 use crate::proto::data;
+use crate::proto::pipeline::is_closing;
 use crate::proto::reply::{Event, ReplyParser};
 
 use crate::tls::MaybeTls;
 
-use super::message::errno_text;
 use super::net::{self, ConnectError, Stream};
 use super::Shared;
 
@@ -84,11 +84,6 @@ pub(crate) struct Session {
     esmtp: esmtp::State,
     /// Measurement hooks (issue #6); `None` unless the run records.
     probe: Option<Box<Probe>>,
-}
-
-/// `421`/`521` mean the server is closing the channel (RFC 5321 §3.8).
-fn is_closing(code: u32) -> bool {
-    code == 421 || code == 521
 }
 
 impl Session {

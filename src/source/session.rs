@@ -22,7 +22,7 @@ use crate::proto::reply::{Event, ReplyParser};
 use crate::tls::MaybeTls;
 
 use super::net::{self, ConnectError, Stream};
-use super::Shared;
+use super::shared::Shared;
 
 /// Bytes asked for per read: replies are short, and a small buffer keeps
 /// thousands of sessions cheap.
@@ -364,7 +364,7 @@ impl Session {
                 self.reject("rejected at server banner", code, false)?;
             }
             if !config.old_mode {
-                self.command(&shared.helo, Ctx::Helo).await?;
+                self.command(&shared.message.helo, Ctx::Helo).await?;
                 let code = self.reply(Ctx::Helo).await?;
                 self.probe.reply(Phase::Helo, code);
                 if code / 100 != 2 {
@@ -381,7 +381,7 @@ impl Session {
             }
         }
 
-        self.command(&shared.mail, Ctx::Mail).await?;
+        self.command(&shared.message.mail, Ctx::Mail).await?;
         let code = self.reply(Ctx::Mail).await?;
         self.probe.reply(Phase::Mail, code);
         if code / 100 != 2 {
@@ -461,32 +461,18 @@ impl Session {
     async fn send_content(&mut self) -> Result<()> {
         let shared = Arc::clone(&self.shared);
         let config = &shared.config;
-        let date = shared.date();
-        let remaining = shared.remaining.load(Ordering::Relaxed);
         let numbered = config.numbering.then_some(self.last_rcpt);
         let limit = config.io_timeout;
         if config.verbose > 0 {
             diag::info(".");
         }
         let conn = self.conn(Ctx::Message)?;
-        let fd = conn.fd;
-        shared.template.write_headers(
-            conn.io.write_buf(),
-            |out| shared.write_recipient(out, numbered),
-            date,
-            shared.pid,
-            fd,
-            remaining,
-        );
-        if let Some(m) = &shared.measure {
-            let headers = shared.template.headers;
-            m.stamp(conn.io.write_buf(), headers, config.file.is_none());
-        }
+        shared.write_headers(conn.io.write_buf(), numbered, conn.fd);
         let head = conn.io.write_buf().len();
         // The time limit is per write, not per message: a huge body is
         // written in slices, each with its own limit (the first slice also
         // carries the headers, the last one the final dot).
-        let body: &[u8] = &shared.template.body;
+        let body: &[u8] = &shared.message.template.body;
         for write in data::content_writes(body.len(), WRITE_SLICE) {
             let part = &body[write.range];
             match tokio::time::timeout(limit, conn.io.flush_with(part, write.tail)).await {

@@ -420,7 +420,11 @@ impl Session {
         }
         if !config.ext.ehlo {
             // --tls alone: Postfix's HELO, over TLS.
-            self.queue(&shared.helo, None, Stage::Helo { lmtp: config.lmtp })?;
+            self.queue(
+                &shared.message.helo,
+                None,
+                Stage::Helo { lmtp: config.lmtp },
+            )?;
             return Ok(!self.round_trip(Ctx::Helo).await?.closed);
         }
         if !self.ehlo().await? {
@@ -498,22 +502,10 @@ impl Session {
         if let Some(n) = numbered {
             self.last_rcpt = n;
         }
-        let date = shared.date();
-        let remaining = shared.remaining.load(Ordering::Relaxed);
         let fd = self.conn(Ctx::Mail)?.fd;
         let headers = &mut self.esmtp.headers;
         headers.clear();
-        shared.template.write_headers(
-            headers,
-            |out| shared.write_recipient(out, numbered),
-            date,
-            shared.pid,
-            fd,
-            remaining,
-        );
-        if let Some(m) = &shared.measure {
-            m.stamp(headers, shared.template.headers, config.file.is_none());
-        }
+        shared.write_headers(headers, numbered, fd);
         Ok(first)
     }
 
@@ -538,7 +530,7 @@ impl Session {
         let shared = Arc::clone(&self.shared);
         let setup = self.setup()?;
         let start = out.len();
-        out.extend_from_slice(&shared.mail);
+        out.extend_from_slice(&shared.message.mail);
         if shared.config.ext.size {
             // RFC 1870 §6: the size without dot-stuffing.
             let _ = write!(

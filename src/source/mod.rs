@@ -96,12 +96,12 @@ pub async fn run_until(
     };
     let message = Message::build(&config, &host, body);
     let esmtp = if config.ext.active() {
-        Some(session::esmtp::Setup::new(
+        Some(Arc::new(session::esmtp::Setup::new(
             &config,
             tls_host.as_deref(),
             &host,
             &message.template.body,
-        )?)
+        )?))
     } else {
         None
     };

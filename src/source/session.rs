@@ -80,8 +80,6 @@ pub(crate) struct Session {
     /// The number used in this session's last numbered RCPT.
     last_rcpt: i32,
     rng: Option<SmallRng>,
-    /// ESMTP path state (empty unless an extension option is on).
-    esmtp: esmtp::State,
     /// Measurement hooks (issue #6); `None` unless the run records.
     probe: Option<Box<Probe>>,
 }
@@ -100,7 +98,6 @@ impl Session {
             parser: ReplyParser::new(),
             last_rcpt: 0,
             rng,
-            esmtp: esmtp::State::default(),
             probe,
         }
     }
@@ -108,8 +105,8 @@ impl Session {
     /// Run messages until the shared pool is empty. `first` is the outcome
     /// of the start-up check (done in session order by the caller).
     pub(crate) async fn run(mut self, first: bool) -> Result<()> {
-        if self.shared.esmtp.is_some() {
-            return self.run_esmtp(first).await;
+        if let Some(setup) = self.shared.esmtp.clone() {
+            return esmtp::Esmtp::new(self, setup).run(first).await;
         }
         let mut go = first;
         while go {

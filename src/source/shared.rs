@@ -5,7 +5,7 @@
 //! Postfix does.
 
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use bytes::BytesMut;
 use tokio::sync::Semaphore;
@@ -31,7 +31,7 @@ pub(crate) struct Shared {
     pub(super) messages: AtomicU64,
     pub(super) connections: AtomicU64,
     /// The ESMTP/TLS settings (issue #7); `None` keeps Postfix's dialogue.
-    pub(super) esmtp: Option<esmtp::Setup>,
+    pub(super) esmtp: Option<Arc<esmtp::Setup>>,
     date: OnceLock<String>,
     pub(super) connect_gate: Semaphore,
     pub(super) pid: u32,
@@ -44,7 +44,7 @@ impl Shared {
         config: SourceConfig,
         message: Message,
         target: Target,
-        esmtp: Option<esmtp::Setup>,
+        esmtp: Option<Arc<esmtp::Setup>>,
     ) -> Shared {
         Shared {
             esmtp,

@@ -16,10 +16,14 @@ complete -c smtp-source -l auth -d 'RFC 4954: authenticate with PLAIN or LOGIN a
 complete -c smtp-source -l auth-user -d 'User name for --auth' -r
 complete -c smtp-source -l auth-password -d 'Password for --auth' -r
 complete -c smtp-source -l bdat -d 'RFC 3030: send the message in BDAT chunks of SIZE bytes (default 65536), no dot-stuffing (needs --ehlo)' -r
+complete -c smtp-source -l report -d 'At the end, print a run report on stderr: counts, reply codes per stage, throughput, latency percentiles per phase; --report=timeline adds a table per --interval' -r
+complete -c smtp-source -l interval -d 'Width of the report\'s timeline intervals, aligned to epoch time (default 1s; e.g. 500ms, 10s)' -r
+complete -c smtp-source -l html -d 'Write the run report as one self-contained HTML file with charts (also with --merge)' -r
 complete -c smtp-source -l json -d 'Write the run report as JSON to PATH (\'-\': stdout, not with -c); histograms included so that reports can be merged' -r
 complete -c smtp-source -l rate -d 'Open loop: start N messages per second over all sessions, on schedule; latency counts from each message\'s intended start' -r
 complete -c smtp-source -l duration -d 'Start no message after D (e.g. 60s, 1m30s); without -m the message count is then unlimited' -r
 complete -c smtp-source -l progress -d 'Live status line on stderr (rate, sent, errors, p99) when stderr is a terminal; --progress=always also when it is not (one line per second)' -r
+complete -c smtp-source -l metrics -d 'Serve Prometheus metrics at http://ADDR/metrics (IP:PORT, port 0: any free port, printed on stderr)' -r
 complete -c smtp-source -l help -d 'Print this help and exit'
 complete -c smtp-source -l version -d 'Print the version and exit'
 complete -c smtp-source -s 4 -d 'Connect with IPv4 only'
@@ -41,6 +45,5 @@ complete -c smtp-source -l auth-plaintext -d 'Allow --auth without --starttls or
 complete -c smtp-source -l smtputf8 -d 'RFC 6531: add SMTPUTF8 to MAIL FROM (UTF-8 in -f/-t) (needs --ehlo)'
 complete -c smtp-source -l 8bitmime -d 'RFC 6152: add BODY=8BITMIME to MAIL FROM (needs --ehlo)'
 complete -c smtp-source -l size -d 'RFC 1870: add SIZE=n (the message size) to MAIL FROM (needs --ehlo)'
-complete -c smtp-source -l report -d 'At the end, print a run report on stderr: counts, reply codes per stage, throughput, latency percentiles per phase'
 complete -c smtp-source -l merge -d 'Send nothing: print the combined report of the JSON reports given as operands (with --json PATH, also write it as JSON)'
 complete -c smtp-source -l track -d 'Stamp each message with X-Smtpstone-Run, X-Smtpstone-Seq and X-Smtpstone-Sent headers for smtp-sink --track'

@@ -2,13 +2,15 @@
 //! (issue #5).
 //!
 //! ```text
-//! cargo run --release --example bench -- [--rounds N] [--workload NAME…] [--json FILE]
-//!     [--ours-dir DIR] [--postfix-dir DIR] [--quick | --scale N] [--timeout SECS] [--no-build]
+//! cargo run --release --example bench -- [--rounds N] [--workload NAME…] [--cells CELL…]
+//!     [--json FILE] [--ours-dir DIR] [--postfix-dir DIR] [--quick | --scale N]
+//!     [--timeout SECS] [--no-build]
 //! ```
 //!
 //! Every traffic workload runs the matrix source ∈ {Postfix, ours} × sink ∈
-//! {Postfix, ours}; the cells alternate within each round so that machine
-//! drift hits all of them alike. Each cell gets a fresh sink on a free
+//! {Postfix, ours}, plus the floor (an in-process minimal pair, floor.rs);
+//! the cells alternate within each round so that machine drift hits all of
+//! them alike. Each cell gets a fresh sink on a free
 //! loopback port. Measured: the source's wall time and CPU (wait4 rusage),
 //! the sink's CPU (utime+stime delta of /proc/PID/stat across the run). The
 //! `idle` workload holds N connected idle sessions against each sink and
@@ -20,10 +22,12 @@
 //! `--ours-dir /usr/sbin` (or env `SMTPSTONE_BENCH_OURS_DIR`) at Postfix to
 //! check the bench itself with Postfix in all four roles.
 
+mod floor;
 mod model;
 
 use model::{
-    Cell, IdleSample, Kind, Outcome, Report, RunSample, Side, Workload, IDLE_SINKS, WORKLOADS,
+    Cell, FloorCheck, IdleSample, Kind, Outcome, Report, RunSample, Side, Workload, CELL_NAMES,
+    IDLE_SINKS, WORKLOADS,
 };
 use std::ffi::OsString;
 use std::fs::File;
@@ -49,10 +53,15 @@ const IDLE_BATCH: usize = 256;
 const IDLE_SETTLE: Duration = Duration::from_millis(500);
 /// Bytes of a failing process's stderr kept for the report.
 const DETAIL_BYTES: usize = 2000;
+/// Messages of the floor check (one session): enough for several
+/// transactions on one connection, quick even for `big`.
+const CHECK_MESSAGES: u64 = 10;
 
 struct Options {
     rounds: u32,
     workloads: Vec<Workload>,
+    /// Traffic cells to run (`--cells`), in [`model::CELLS`] order.
+    cells: Vec<Cell>,
     json: Option<PathBuf>,
     ours_source: PathBuf,
     ours_sink: PathBuf,
@@ -93,6 +102,15 @@ fn cli() -> clap::Command {
                 .action(ArgAction::Append)
                 .value_parser(names)
                 .help("Workloads to run, in this order (default: all)"),
+        )
+        .arg(
+            Arg::new("cells")
+                .long("cells")
+                .value_name("CELL")
+                .num_args(1..)
+                .action(ArgAction::Append)
+                .value_parser(CELL_NAMES)
+                .help("Traffic cells to run: pp po op oo (source×sink, p = Postfix, o = ours) and floor (default: all)"),
         )
         .arg(Arg::new("json").long("json").value_name("FILE").help("Write every raw sample as JSON"))
         .arg(
@@ -170,6 +188,16 @@ fn real_main() -> Result<ExitCode, String> {
         }
     };
     let workloads: Vec<Workload> = workloads.into_iter().map(|w| w.scaled(scale)).collect();
+    let cells: Vec<Cell> = match m.get_many::<String>("cells") {
+        None => model::CELLS.to_vec(),
+        Some(names) => {
+            let chosen: Vec<Cell> = names.filter_map(|n| model::cell_by_name(n)).collect();
+            model::CELLS
+                .into_iter()
+                .filter(|c| chosen.contains(c))
+                .collect()
+        }
+    };
 
     let ours_dir = match m.get_one::<String>("ours-dir").map(PathBuf::from) {
         Some(d) => d,
@@ -187,6 +215,7 @@ fn real_main() -> Result<ExitCode, String> {
     let opts = Options {
         rounds: *m.get_one::<u32>("rounds").expect("has default"),
         workloads,
+        cells,
         json: m.get_one::<String>("json").map(PathBuf::from),
         ours_source: ours_dir.join("smtp-source"),
         ours_sink: ours_dir.join("smtp-sink"),
@@ -211,12 +240,26 @@ fn real_main() -> Result<ExitCode, String> {
     let mut idle: Vec<IdleSample> = Vec::new();
     let started = Instant::now();
     let load_before = loadavg();
+    let mut checks: Vec<FloorCheck> = Vec::new();
+    if opts.cells.contains(&model::CELLS[4]) {
+        for w in &opts.workloads {
+            if matches!(w.kind, Kind::Traffic { .. }) {
+                let c = floor_check(&opts, w);
+                progress_check(&c, started);
+                checks.push(c);
+            }
+        }
+    }
     for round in 1..=opts.rounds {
         for w in &opts.workloads {
             match w.kind {
                 Kind::Traffic { .. } => {
-                    for cell in model::workload_cells(w) {
-                        let s = run_cell(&opts, w, round, cell);
+                    let cells = model::workload_cells(w);
+                    for cell in cells.into_iter().filter(|c| opts.cells.contains(c)) {
+                        let s = match cell.source {
+                            Side::Floor => run_floor(&opts, w, round),
+                            _ => run_cell(&opts, w, round, cell),
+                        };
                         progress_run(&opts, &s, started);
                         runs.push(s);
                     }
@@ -239,6 +282,7 @@ fn real_main() -> Result<ExitCode, String> {
         rounds: opts.rounds,
         runs: &runs,
         idle: &idle,
+        checks: &checks,
         scaled: opts.scale != 1,
     });
     print!("{md}");
@@ -259,12 +303,14 @@ fn real_main() -> Result<ExitCode, String> {
             })).collect::<Vec<_>>(),
             "runs": runs,
             "idle": idle,
+            "floor_checks": checks,
         });
         let text = serde_json::to_string_pretty(&doc).map_err(|e| format!("json: {e}"))?;
         std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
     }
     let failed = runs.iter().filter(|s| !s.outcome.is_ok()).count()
-        + idle.iter().filter(|s| !s.outcome.is_ok()).count();
+        + idle.iter().filter(|s| !s.outcome.is_ok()).count()
+        + checks.iter().filter(|c| !c.same()).count();
     if failed > 0 {
         eprintln!("bench: {failed} run(s) failed (see the Failures section)");
         return Ok(ExitCode::from(1));
@@ -283,6 +329,8 @@ fn render_saved(path: &Path) -> Result<String, String> {
         workloads: Vec<SavedWorkload>,
         runs: Vec<RunSample>,
         idle: Vec<IdleSample>,
+        #[serde(default)]
+        floor_checks: Vec<FloorCheck>,
     }
     #[derive(serde::Deserialize)]
     struct SavedWorkload {
@@ -306,6 +354,7 @@ fn render_saved(path: &Path) -> Result<String, String> {
         rounds: saved.rounds,
         runs: &saved.runs,
         idle: &saved.idle,
+        checks: &saved.floor_checks,
         scaled: saved.scale != 1,
     }))
 }
@@ -540,8 +589,16 @@ fn ticks_per_second() -> u64 {
 }
 
 fn read_stat(pid: u32) -> Result<model::ProcStat, String> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
+    read_stat_file(&format!("/proc/{pid}/stat"))
+}
+
+/// CPU of one thread of the bench itself (the floor server).
+fn read_thread_stat(tid: i32) -> Result<model::ProcStat, String> {
+    read_stat_file(&format!("/proc/self/task/{tid}/stat"))
+}
+
+fn read_stat_file(path: &str) -> Result<model::ProcStat, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
     model::parse_proc_stat(&text).map_err(|e| e.to_string())
 }
 
@@ -998,4 +1055,150 @@ fn idle_measure(
     s.rss_after_kib = Some(read_rss_kib(sink.pid()).map_err(err)?);
     drop(open);
     Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// The floor (examples/bench/floor.rs)
+// ---------------------------------------------------------------------------
+
+/// The floor cell: the in-process client against the in-process server,
+/// measured as the other cells (client thread: rusage; server thread:
+/// utime+stime delta of its /proc stat).
+fn run_floor(opts: &Options, w: &Workload, round: u32) -> RunSample {
+    let mut s = RunSample {
+        workload: w.name.into(),
+        round,
+        source: Side::Floor,
+        sink: Side::Floor,
+        messages: w.messages(),
+        outcome: Outcome::Error,
+        wall_s: None,
+        source_user_s: None,
+        source_sys_s: None,
+        sink_cpu_s: None,
+        detail: None,
+    };
+    let server = match floor::Server::start(w.dialogue().starttls, SINK_BACKLOG) {
+        Ok(server) => server,
+        Err(e) => {
+            s.outcome = Outcome::SinkStart;
+            s.detail = Some(e);
+            return s;
+        }
+    };
+    match floor_measure(opts, w, server, &mut s) {
+        Ok(()) => s.outcome = Outcome::Ok,
+        Err(e) => s.detail = Some(e),
+    }
+    s
+}
+
+fn floor_measure(
+    opts: &Options,
+    w: &Workload,
+    server: floor::Server,
+    s: &mut RunSample,
+) -> Result<(), String> {
+    let script = floor::Script::new(w, std::process::id())?;
+    let before = read_thread_stat(server.tid)?;
+    let run = floor::run_client(server.addr, script, opts.timeout)?;
+    let after = read_thread_stat(server.tid)?;
+    let counters = server.stop()?;
+    s.wall_s = Some(run.wall.as_secs_f64());
+    s.source_user_s = Some(run.user_s);
+    s.source_sys_s = Some(run.sys_s);
+    s.sink_cpu_s = Some(model::cpu_delta_s(&before, &after, ticks_per_second()));
+    if run.messages != w.messages() || counters.messages != w.messages() {
+        return Err(format!(
+            "{} messages sent, {} received, {} expected",
+            run.messages,
+            counters.messages,
+            w.messages()
+        ));
+    }
+    Ok(())
+}
+
+/// Our source and the floor client, one session each, against fresh floor
+/// servers: what the server received must be the same (commands, bytes,
+/// messages, round trips).
+fn floor_check(opts: &Options, w: &Workload) -> FloorCheck {
+    let wc = w.for_check(CHECK_MESSAGES);
+    let mut c = FloorCheck {
+        workload: w.name.into(),
+        messages: wc.messages(),
+        ours: None,
+        floor: None,
+        detail: None,
+    };
+    let tls = wc.dialogue().starttls;
+    let ours = floor::Server::start(tls, SINK_BACKLOG).and_then(|server| {
+        let pid = check_source(opts, &wc, server.addr)?;
+        Ok((pid, server.stop()?))
+    });
+    let pid = match ours {
+        Ok((pid, counters)) => {
+            c.ours = Some(counters);
+            pid
+        }
+        Err(e) => {
+            c.detail = Some(format!("our source: {e}"));
+            return c;
+        }
+    };
+    // The source's pid in Message-Id, so that the bytes are the same.
+    let floor = floor::Server::start(tls, SINK_BACKLOG).and_then(|server| {
+        let script = floor::Script::new(&wc, pid)?;
+        floor::run_client(server.addr, script, opts.timeout)?;
+        server.stop()
+    });
+    match floor {
+        Ok(counters) => c.floor = Some(counters),
+        Err(e) => c.detail = Some(format!("floor client: {e}")),
+    }
+    c
+}
+
+/// Run our source for `w` against `addr`; its pid once it exited 0.
+fn check_source(opts: &Options, w: &Workload, addr: SocketAddr) -> Result<u32, String> {
+    let stderr = tempfile::tempfile().map_err(|e| format!("tempfile: {e}"))?;
+    let child = Command::new(&opts.ours_source)
+        .args(w.source_args())
+        .arg(addr.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            stderr.try_clone().map_err(|e| format!("dup: {e}"))?,
+        ))
+        .spawn()
+        .map_err(|e| format!("{}: {e}", opts.ours_source.display()))?;
+    let pid = child.id();
+    let reaped = wait_with_timeout(pid as libc::pid_t, opts.timeout)?;
+    drop(child);
+    let st = reaped.status;
+    if reaped.timed_out || !libc::WIFEXITED(st) || libc::WEXITSTATUS(st) != 0 {
+        return Err(format!(
+            "exit status {st:#x}{}",
+            captured(&stderr)
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        ));
+    }
+    Ok(pid)
+}
+
+fn progress_check(c: &FloorCheck, started: Instant) {
+    let what = match (c.same(), &c.ours, &c.floor) {
+        (true, Some(k), _) => format!(
+            "same counts: {}",
+            k.fields().map(|(n, v)| format!("{n} {v}")).join(", ")
+        ),
+        (false, Some(o), Some(f)) => format!("DIFFERENT: {:?} vs {:?}", o, f),
+        _ => format!("FAILED: {}", c.detail.as_deref().unwrap_or("?")),
+    };
+    eprintln!(
+        "[{:>6.1}s] floor check {:<7} {what}",
+        started.elapsed().as_secs_f64(),
+        c.workload
+    );
 }

@@ -19,6 +19,8 @@ use std::fmt::{self, Write as _};
 pub enum Side {
     Postfix,
     Ours,
+    /// The in-process minimal pair (examples/bench/floor.rs).
+    Floor,
 }
 
 impl fmt::Display for Side {
@@ -26,6 +28,7 @@ impl fmt::Display for Side {
         f.write_str(match self {
             Side::Postfix => "Postfix",
             Side::Ours => "ours",
+            Side::Floor => "floor",
         })
     }
 }
@@ -37,9 +40,10 @@ pub struct Cell {
     pub sink: Side,
 }
 
-/// The four traffic cells, in the order they run within every round
-/// (A B C D, A B C D, … so that drift hits all of them alike).
-pub const CELLS: [Cell; 4] = [
+/// The traffic cells, in the order they run within every round (A B C D
+/// E, A B C D E, … so that drift hits all of them alike): the four source ×
+/// sink combinations, then the floor.
+pub const CELLS: [Cell; 5] = [
     Cell {
         source: Side::Postfix,
         sink: Side::Postfix,
@@ -55,8 +59,20 @@ pub const CELLS: [Cell; 4] = [
     Cell {
         source: Side::Ours,
         sink: Side::Ours,
+    },
+    Cell {
+        source: Side::Floor,
+        sink: Side::Floor,
     },
 ];
+
+/// Names of the cells for `--cells`, in [`CELLS`] order.
+pub const CELL_NAMES: [&str; 5] = ["pp", "po", "op", "oo", "floor"];
+
+/// The cell named `name` (see [`CELL_NAMES`]).
+pub fn cell_by_name(name: &str) -> Option<Cell> {
+    CELL_NAMES.iter().position(|n| *n == name).map(|i| CELLS[i])
+}
 
 /// The idle workload has no source: one cell per sink.
 pub const IDLE_SINKS: [Side; 2] = [Side::Postfix, Side::Ours];
@@ -99,7 +115,7 @@ pub struct Workload {
 const NONE: &[&str] = &[];
 
 /// Every workload, in report order. Sizes are those of issue #5.
-pub const WORKLOADS: [Workload; 8] = [
+pub const WORKLOADS: [Workload; 9] = [
     Workload {
         name: "conn",
         kind: Kind::Traffic {
@@ -138,6 +154,19 @@ pub const WORKLOADS: [Workload; 8] = [
         source_extra: NONE,
         sink_extra: NONE,
         ours_only: false,
+    },
+    Workload {
+        name: "bigtls",
+        kind: Kind::Traffic {
+            sessions: 4,
+            msg_len: 1_048_576,
+            messages: 1000,
+            reuse: true,
+        },
+        sink_max_sessions: None,
+        source_extra: &["--starttls"],
+        sink_extra: &["--tls-self-signed"],
+        ours_only: true,
     },
     Workload {
         name: "wide",
@@ -206,7 +235,50 @@ pub fn workload(name: &str) -> Option<Workload> {
     WORKLOADS.iter().copied().find(|w| w.name == name)
 }
 
+/// What smtp-source's dialogue looks like for a workload, as far as the
+/// floor client must copy it (examples/bench/floor.rs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Dialogue {
+    /// EHLO instead of HELO (any extension option takes the ESMTP path).
+    pub ehlo: bool,
+    /// STARTTLS after the first EHLO, then EHLO again (RFC 3207).
+    pub starttls: bool,
+    /// `--pipelining`: command groups and content + next group in one write.
+    pub pipelining: bool,
+}
+
 impl Workload {
+    /// The dialogue the source options of this workload give.
+    pub fn dialogue(&self) -> Dialogue {
+        let has = |o: &str| self.source_extra.contains(&o);
+        Dialogue {
+            ehlo: !self.source_extra.is_empty(),
+            starttls: has("--starttls"),
+            pipelining: has("--pipelining"),
+        }
+    }
+
+    /// The same dialogue with one session and at most `messages` messages
+    /// (the floor check: one session makes the byte counts exact, as the
+    /// Message-Id counter never goes negative mid-message).
+    pub fn for_check(self, messages: u64) -> Workload {
+        let kind = match self.kind {
+            Kind::Traffic {
+                msg_len,
+                messages: m,
+                reuse,
+                ..
+            } => Kind::Traffic {
+                sessions: 1,
+                msg_len,
+                messages: m.min(messages),
+                reuse,
+            },
+            idle => idle,
+        };
+        Workload { kind, ..self }
+    }
+
     /// The workload scaled down by `scale` (message count, idle session
     /// count). Session counts of traffic workloads stay, but never exceed the
     /// message count.
@@ -514,6 +586,71 @@ impl IdleSample {
     }
 }
 
+/// What the floor server received from one client run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FloorCounters {
+    pub connections: u64,
+    /// Lines answered in command mode.
+    pub commands: u64,
+    pub command_bytes: u64,
+    /// Every byte received (after TLS: plain text).
+    pub bytes_in: u64,
+    /// Ends of data seen.
+    pub messages: u64,
+    /// Writes of replies: one per round trip.
+    pub reply_writes: u64,
+}
+
+impl FloorCounters {
+    /// Bytes received in DATA (headers, body and the final `.`).
+    pub fn data_bytes(&self) -> u64 {
+        self.bytes_in.saturating_sub(self.command_bytes)
+    }
+
+    /// (name, value) of every count, for tables and comparisons.
+    pub fn fields(&self) -> [(&'static str, u64); 6] {
+        [
+            ("connections", self.connections),
+            ("commands", self.commands),
+            ("command bytes", self.command_bytes),
+            ("data bytes", self.data_bytes()),
+            ("messages", self.messages),
+            ("round trips", self.reply_writes),
+        ]
+    }
+
+    /// Names of the counts that differ.
+    pub fn differences(&self, other: &FloorCounters) -> Vec<&'static str> {
+        self.fields()
+            .iter()
+            .zip(other.fields())
+            .filter(|(a, b)| a.1 != b.1)
+            .map(|(a, _)| a.0)
+            .collect()
+    }
+}
+
+/// Our source and the floor client, each against a fresh floor server with
+/// the same workload at one session: the counts must be equal.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FloorCheck {
+    pub workload: String,
+    pub messages: u64,
+    pub ours: Option<FloorCounters>,
+    pub floor: Option<FloorCounters>,
+    pub detail: Option<String>,
+}
+
+impl FloorCheck {
+    /// True when both runs succeeded and every count is equal.
+    pub fn same(&self) -> bool {
+        match (&self.ours, &self.floor) {
+            (Some(o), Some(f)) => self.detail.is_none() && o.differences(f).is_empty(),
+            _ => false,
+        }
+    }
+}
+
 /// CPU seconds of a process between two `/proc/PID/stat` readings.
 pub fn cpu_delta_s(before: &ProcStat, after: &ProcStat, ticks_per_s: u64) -> f64 {
     let b = before.utime + before.stime;
@@ -601,9 +738,14 @@ pub enum RatioKind {
     SourceCpuOursSink,
     /// msg/s of the all-ours pair / the all-Postfix pair.
     PairRate,
+    /// msg/s of the all-ours pair / the floor: how much is left.
+    FloorRate,
+    /// CPU (source + sink) of the all-ours pair / the floor's: steadier
+    /// than msg/s on a busy machine.
+    FloorCpu,
 }
 
-pub const RATIOS: [RatioKind; 7] = [
+pub const RATIOS: [RatioKind; 9] = [
     RatioKind::SinkCpu,
     RatioKind::SinkCpuOursSource,
     RatioKind::SourceWall,
@@ -611,12 +753,15 @@ pub const RATIOS: [RatioKind; 7] = [
     RatioKind::SourceCpu,
     RatioKind::SourceCpuOursSink,
     RatioKind::PairRate,
+    RatioKind::FloorRate,
+    RatioKind::FloorCpu,
 ];
 
 const PP: Cell = CELLS[0];
 const PO: Cell = CELLS[1];
 const OP: Cell = CELLS[2];
 const OO: Cell = CELLS[3];
+const FF: Cell = CELLS[4];
 
 impl RatioKind {
     pub fn label(self) -> &'static str {
@@ -628,6 +773,8 @@ impl RatioKind {
             RatioKind::SourceCpu => "source CPU ours/Postfix (Postfix sink)",
             RatioKind::SourceCpuOursSink => "source CPU ours/Postfix (our sink)",
             RatioKind::PairRate => "msg/s ours pair / Postfix pair",
+            RatioKind::FloorRate => "msg/s ours pair / floor",
+            RatioKind::FloorCpu => "pair CPU ours / floor",
         }
     }
 
@@ -639,6 +786,7 @@ impl RatioKind {
             RatioKind::SourceWall | RatioKind::SourceCpu => (OP, PP),
             RatioKind::SourceWallOursSink | RatioKind::SourceCpuOursSink => (OO, PO),
             RatioKind::PairRate => (OO, PP),
+            RatioKind::FloorRate | RatioKind::FloorCpu => (OO, FF),
         }
     }
 
@@ -647,7 +795,8 @@ impl RatioKind {
             RatioKind::SinkCpu | RatioKind::SinkCpuOursSource => s.sink_cpu_s,
             RatioKind::SourceWall | RatioKind::SourceWallOursSink => s.wall_s,
             RatioKind::SourceCpu | RatioKind::SourceCpuOursSink => s.source_cpu_s(),
-            RatioKind::PairRate => s.msgs_per_s(),
+            RatioKind::PairRate | RatioKind::FloorRate => s.msgs_per_s(),
+            RatioKind::FloorCpu => Some(s.source_cpu_s()? + s.sink_cpu_s?),
         }
     }
 }
@@ -689,6 +838,7 @@ pub fn ratio_target(workload: &str, kind: RatioKind) -> Option<Target> {
         ("conn", SourceCpu) => Some(Target::AtMost(0.8)),
         ("wide", SourceWall) => Some(Target::AtMost(0.75)),
         ("reuse", PairRate) => Some(Target::AtLeast(2.0)),
+        ("reuse" | "conn" | "big" | "pipe", FloorRate) => Some(Target::AtLeast(0.8)),
         _ => None,
     }
 }
@@ -696,12 +846,12 @@ pub fn ratio_target(workload: &str, kind: RatioKind) -> Option<Target> {
 const RATIO_TABLE_HEAD: &str =
     "\n| ratio | median (min–max) | rounds | target | status |\n|---|---|---|---|---|";
 
-/// The cells a workload runs: all four, or only ours → ours for the
-/// extension workloads.
+/// The cells a workload runs: all five, or only ours → ours and the floor
+/// for the extension workloads.
 pub fn workload_cells(w: &Workload) -> Vec<Cell> {
     CELLS
         .into_iter()
-        .filter(|c| !w.ours_only || *c == OO)
+        .filter(|c| !w.ours_only || *c == OO || *c == FF)
         .collect()
 }
 
@@ -716,7 +866,7 @@ pub struct CrossRatio {
     pub target: Option<Target>,
 }
 
-pub const CROSS_RATIOS: [CrossRatio; 2] = [
+pub const CROSS_RATIOS: [CrossRatio; 3] = [
     CrossRatio {
         workload: "pipe",
         label: "msg/s pipe (ours pair) / reuse (Postfix pair)",
@@ -730,6 +880,13 @@ pub const CROSS_RATIOS: [CrossRatio; 2] = [
         base_workload: "reuse",
         base_cell: OO,
         target: Some(Target::AtLeast(0.6)),
+    },
+    CrossRatio {
+        workload: "bigtls",
+        label: "msg/s bigtls (ours pair) / big (ours pair)",
+        base_workload: "big",
+        base_cell: OO,
+        target: None,
     },
 ];
 
@@ -759,14 +916,8 @@ pub fn cross_per_round(samples: &[RunSample], c: &CrossRatio) -> Vec<(u32, f64)>
 /// Ratio rows of an extension workload, and for each one the CPU cost per
 /// message (with `tlsconn`, a message is a TLS handshake).
 fn render_extension(out: &mut String, r: &Report<'_>, w: &Workload) {
-    for (i, c) in CROSS_RATIOS
-        .iter()
-        .filter(|c| c.workload == w.name)
-        .enumerate()
-    {
-        if i == 0 {
-            let _ = writeln!(out, "{RATIO_TABLE_HEAD}");
-        }
+    let _ = writeln!(out, "{RATIO_TABLE_HEAD}");
+    for c in CROSS_RATIOS.iter().filter(|c| c.workload == w.name) {
         let vals: Vec<f64> = cross_per_round(r.runs, c)
             .into_iter()
             .map(|(_, v)| v)
@@ -782,6 +933,8 @@ fn render_extension(out: &mut String, r: &Report<'_>, w: &Workload) {
             status(c.target, sp.map(|s| s.median)),
         );
     }
+    render_ratio_row(out, r, w, RatioKind::FloorRate);
+    render_ratio_row(out, r, w, RatioKind::FloorCpu);
     let ok: Vec<&RunSample> = r
         .runs
         .iter()
@@ -879,6 +1032,7 @@ pub struct Report<'a> {
     pub rounds: u32,
     pub runs: &'a [RunSample],
     pub idle: &'a [IdleSample],
+    pub checks: &'a [FloorCheck],
     /// True when the sizes were scaled down (targets are then indicative).
     pub scaled: bool,
 }
@@ -947,6 +1101,8 @@ pub fn render_markdown(r: &Report<'_>) -> String {
             Kind::Idle { .. } => render_idle(&mut out, &mut failures, r, w),
         }
     }
+    render_summary(&mut out, r);
+    render_checks(&mut out, &mut failures, r);
     if !failures.is_empty() {
         let _ = writeln!(out, "\n### Failures\n");
         for f in failures {
@@ -968,6 +1124,9 @@ fn render_traffic(out: &mut String, failures: &mut Vec<String>, r: &Report<'_>, 
             .iter()
             .filter(|s| s.workload == w.name && s.cell() == cell)
             .collect();
+        if all.is_empty() {
+            continue; // not selected (--cells)
+        }
         let ok: Vec<&RunSample> = all.iter().copied().filter(|s| s.outcome.is_ok()).collect();
         let fails = failure_counts(all.iter().map(|s| &s.outcome));
         let nfail: usize = fails.values().sum();
@@ -1009,22 +1168,27 @@ fn render_traffic(out: &mut String, failures: &mut Vec<String>, r: &Report<'_>, 
     }
     let _ = writeln!(out, "{RATIO_TABLE_HEAD}");
     for kind in RATIOS {
-        let vals: Vec<f64> = per_round_ratios(r.runs, w.name, kind)
-            .into_iter()
-            .map(|(_, v)| v)
-            .collect();
-        let sp = spread(&vals);
-        let target = ratio_target(w.name, kind);
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} |",
-            kind.label(),
-            fmt_spread(sp, 2),
-            vals.len(),
-            target.map(|t| t.to_string()).unwrap_or_default(),
-            status(target, sp.map(|s| s.median)),
-        );
+        render_ratio_row(out, r, w, kind);
     }
+}
+
+/// One row of a ratio table: per-round values, medianed, and the target.
+fn render_ratio_row(out: &mut String, r: &Report<'_>, w: &Workload, kind: RatioKind) {
+    let vals: Vec<f64> = per_round_ratios(r.runs, w.name, kind)
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    let sp = spread(&vals);
+    let target = ratio_target(w.name, kind);
+    let _ = writeln!(
+        out,
+        "| {} | {} | {} | {} | {} |",
+        kind.label(),
+        fmt_spread(sp, 2),
+        vals.len(),
+        target.map(|t| t.to_string()).unwrap_or_default(),
+        status(target, sp.map(|s| s.median)),
+    );
 }
 
 fn render_idle(out: &mut String, failures: &mut Vec<String>, r: &Report<'_>, w: &Workload) {
@@ -1088,6 +1252,114 @@ fn render_idle(out: &mut String, failures: &mut Vec<String>, r: &Report<'_>, w: 
         fmt_spread(spread(&vals), 2),
         vals.len()
     );
+}
+
+/// Median msg/s of a workload's cell, if it ran.
+fn cell_rate(r: &Report<'_>, workload: &str, cell: Cell) -> Option<f64> {
+    let v: Vec<f64> = r
+        .runs
+        .iter()
+        .filter(|s| s.workload == workload && s.cell() == cell && s.outcome.is_ok())
+        .filter_map(RunSample::msgs_per_s)
+        .collect();
+    median(&v)
+}
+
+/// One table of every traffic workload: pair msg/s of ours, Postfix and
+/// the floor, ours/Postfix and ours/floor (per round, medianed).
+fn render_summary(out: &mut String, r: &Report<'_>) {
+    let traffic: Vec<&Workload> = r
+        .workloads
+        .iter()
+        .filter(|w| matches!(w.kind, Kind::Traffic { .. }))
+        .collect();
+    if traffic.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n### Pairs: ours against Postfix and against the floor\n\n\
+         | workload | ours msg/s | Postfix msg/s | floor msg/s | ours/Postfix | ours/floor | target ours/floor | status | pair CPU ours/floor |\n\
+         |---|---|---|---|---|---|---|---|---|"
+    );
+    let rate = |w: &Workload, c| {
+        cell_rate(r, w.name, c)
+            .map(|v| format!("{v:.0}"))
+            .unwrap_or_else(|| "–".into())
+    };
+    for w in traffic {
+        let ratio = |kind| {
+            let v: Vec<f64> = per_round_ratios(r.runs, w.name, kind)
+                .into_iter()
+                .map(|(_, v)| v)
+                .collect();
+            median(&v)
+        };
+        let fmt = |v: Option<f64>| v.map(|v| format!("{v:.2}")).unwrap_or_else(|| "–".into());
+        let floor = ratio(RatioKind::FloorRate);
+        let target = ratio_target(w.name, RatioKind::FloorRate);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            w.name,
+            rate(w, OO),
+            rate(w, PP),
+            rate(w, FF),
+            fmt(ratio(RatioKind::PairRate)),
+            fmt(floor),
+            target.map(|t| t.to_string()).unwrap_or_default(),
+            status(target, floor),
+            fmt(ratio(RatioKind::FloorCpu)),
+        );
+    }
+}
+
+/// The floor check: server-side counts for our source and the floor
+/// client on the same workload.
+fn render_checks(out: &mut String, failures: &mut Vec<String>, r: &Report<'_>) {
+    if r.checks.is_empty() {
+        return;
+    }
+    let names = FloorCounters::default().fields().map(|f| f.0);
+    let _ = writeln!(
+        out,
+        "\n### Floor check: what the floor server received (one session)\n\n\
+         | workload | messages | client | {} | same |\n|---|---|---|{}---|",
+        names.join(" | "),
+        "---|".repeat(names.len())
+    );
+    for c in r.checks {
+        for (who, counts) in [("our source", &c.ours), ("floor client", &c.floor)] {
+            let cols = match counts {
+                Some(k) => k.fields().map(|f| f.1.to_string()).join(" | "),
+                None => vec!["–"; names.len()].join(" | "),
+            };
+            let same = match (who, c.same()) {
+                ("our source", _) => "",
+                (_, true) => "yes",
+                (_, false) => "**NO**",
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {who} | {cols} | {same} |",
+                c.workload, c.messages
+            );
+        }
+        if !c.same() {
+            let diff = match (&c.ours, &c.floor) {
+                (Some(o), Some(f)) => o.differences(f).join(", "),
+                _ => "a run failed".into(),
+            };
+            failures.push(format!(
+                "floor check `{}`: {diff}{}",
+                c.workload,
+                c.detail
+                    .as_deref()
+                    .map(|d| format!(" — `{}`", one_line(d)))
+                    .unwrap_or_default()
+            ));
+        }
+    }
 }
 
 /// Collapse a multi-line detail into one short line fit for a table/list.
@@ -1268,14 +1540,14 @@ mod tests {
     #[test]
     fn extension_workloads_run_ours_only_with_their_options() {
         let pipe = workload("pipe").unwrap();
-        assert_eq!(workload_cells(&pipe), vec![OO]);
+        assert_eq!(workload_cells(&pipe), vec![OO, FF]);
         assert!(pipe
             .source_args()
             .ends_with(&["--ehlo".into(), "--pipelining".into()]));
         let tls = workload("tlsconn").unwrap();
         assert!(!tls.source_args().contains(&"-d".to_string()));
         assert_eq!(tls.sink_args(), vec!["--tls-self-signed".to_string()]);
-        assert_eq!(workload_cells(&workload("reuse").unwrap()).len(), 4);
+        assert_eq!(workload_cells(&workload("reuse").unwrap()).len(), 5);
         assert_eq!(workload("reuse").unwrap().sink_args(), Vec::<String>::new());
     }
 
@@ -1372,13 +1644,16 @@ mod tests {
         assert_eq!(r(RatioKind::PairRate), vec![(1, 8.0)]); // PP wall / OO wall
         for k in RATIOS {
             let t = ratio_target("reuse", k);
-            let ours_counterpart = matches!(
+            // Comparisons with our own counterpart, and the floor CPU,
+            // are reported without a target.
+            let reported = matches!(
                 k,
                 RatioKind::SinkCpuOursSource
                     | RatioKind::SourceWallOursSink
                     | RatioKind::SourceCpuOursSink
+                    | RatioKind::FloorCpu
             );
-            assert_eq!(t.is_none(), ours_counterpart, "{k:?}");
+            assert_eq!(t.is_none(), reported, "{k:?}");
         }
     }
 
@@ -1515,6 +1790,7 @@ mod tests {
             rounds: 2,
             runs: &s,
             idle: &idle,
+            checks: &[],
             scaled: false,
         });
         assert!(md.starts_with("# Bench\n"), "{md}");
@@ -1566,6 +1842,7 @@ mod tests {
             rounds: 1,
             runs: &s,
             idle: &[],
+            checks: &[],
             scaled: true,
         });
         assert!(
@@ -1576,6 +1853,120 @@ mod tests {
         );
         assert!(md.contains("Scaled-down run"), "{md}");
         assert!(!md.contains("### Failures"), "{md}");
+    }
+
+    #[test]
+    fn floor_cells_and_dialogues() {
+        assert_eq!(cell_by_name("floor"), Some(FF));
+        assert_eq!(cell_by_name("po"), Some(PO));
+        assert_eq!(cell_by_name("x"), None);
+        let d = |n: &str| workload(n).unwrap().dialogue();
+        assert_eq!(d("reuse"), Dialogue::default());
+        assert_eq!(
+            d("pipe"),
+            Dialogue {
+                ehlo: true,
+                starttls: false,
+                pipelining: true
+            }
+        );
+        assert!(d("bigtls").starttls && d("tls").starttls && d("tlsconn").starttls);
+        let big = workload("bigtls").unwrap();
+        assert_eq!(workload_cells(&big), vec![OO, FF]);
+        assert!(big
+            .source_args()
+            .starts_with(&["-s".into(), "4".into(), "-d".into()]));
+        let c = workload("wide").unwrap().for_check(10);
+        assert_eq!(c.source_args(), ["-s", "1", "-d", "-l", "1024", "-m", "10"]);
+        assert_eq!(workload("conn").unwrap().for_check(10).messages(), 10);
+    }
+
+    #[test]
+    fn floor_ratio_and_summary() {
+        let s = vec![
+            run("big", 1, PP, 4.0, 1.0, 1.0), // 250 msg/s
+            run("big", 1, OO, 1.0, 1.0, 1.0), // 1000 msg/s
+            run("big", 1, FF, 0.5, 1.0, 1.0), // 2000 msg/s
+            run("pipe", 1, OO, 1.0, 1.0, 1.0),
+            run("pipe", 1, FF, 1.2, 1.0, 1.0),
+        ];
+        assert_eq!(
+            per_round_ratios(&s, "big", RatioKind::FloorRate),
+            vec![(1, 0.5)]
+        );
+        let ws = [workload("big").unwrap(), workload("pipe").unwrap()];
+        let md = render_markdown(&Report {
+            header: vec![],
+            workloads: &ws,
+            rounds: 1,
+            runs: &s,
+            idle: &[],
+            checks: &[],
+            scaled: false,
+        });
+        assert!(
+            md.contains("| msg/s ours pair / floor | 0.50 | 1 | ≥ 0.8 | **NOT met** |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| big | 1000 | 250 | 2000 | 4.00 | 0.50 | ≥ 0.8 | **NOT met** | 1.00 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| pipe | 1000 | – | 833 | – | 1.20 | ≥ 0.8 | met | 1.00 |"),
+            "{md}"
+        );
+        // Cells that did not run (--cells) get no row.
+        assert!(!md.contains("| Postfix | ours |"), "{md}");
+    }
+
+    #[test]
+    fn floor_check_compares_every_count() {
+        let a = FloorCounters {
+            connections: 1,
+            commands: 32,
+            command_bytes: 455,
+            bytes_in: 52_805,
+            messages: 10,
+            reply_writes: 42,
+        };
+        assert_eq!(a.data_bytes(), 52_350);
+        let mut b = a;
+        b.bytes_in += 4;
+        b.reply_writes += 1;
+        assert_eq!(a.differences(&b), vec!["data bytes", "round trips"]);
+        let mut c = FloorCheck {
+            workload: "reuse".into(),
+            messages: 10,
+            ours: Some(a),
+            floor: Some(a),
+            detail: None,
+        };
+        assert!(c.same());
+        c.floor = Some(b);
+        assert!(!c.same());
+        let ws = [workload("reuse").unwrap()];
+        let checks = [c.clone()];
+        let md = render_markdown(&Report {
+            header: vec![],
+            workloads: &ws,
+            rounds: 1,
+            runs: &[],
+            idle: &[],
+            checks: &checks,
+            scaled: false,
+        });
+        assert!(
+            md.contains("| reuse | 10 | floor client | 1 | 32 | 455 | 52354 | 10 | 43 | **NO** |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("- floor check `reuse`: data bytes, round trips"),
+            "{md}"
+        );
+        c.floor = None;
+        c.detail = Some("floor client: refused".into());
+        assert!(!c.same());
     }
 
     #[test]

@@ -8,6 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use hdrhistogram::serialization::{Deserializer, Serializer as _, V2Serializer};
 use hdrhistogram::{Counter, Histogram};
+use serde::{Deserialize, Serialize};
 
 /// A latency histogram, values in microseconds (reports and merges).
 pub type Hist = Histogram<u64>;
@@ -132,6 +133,64 @@ pub fn summary<T: Counter>(h: &Histogram<T>) -> Summary {
         p99: at(0.99),
         p999: at(0.999),
         max: h.lowest_equivalent(h.max()),
+    }
+}
+
+/// One histogram in a JSON report (microseconds): the summary numbers for
+/// readers, and the histogram itself (HdrHistogram V2, base64) for merges.
+/// Used by the source's run report, its timeline and the sink's tracking
+/// report alike.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatencyJson {
+    /// Number of values.
+    #[serde(default)]
+    pub count: u64,
+    /// Smallest value.
+    #[serde(default)]
+    pub min: u64,
+    /// Mean value.
+    #[serde(default)]
+    pub mean: f64,
+    /// Median.
+    #[serde(default)]
+    pub p50: u64,
+    /// 90th percentile.
+    #[serde(default)]
+    pub p90: u64,
+    /// 99th percentile.
+    #[serde(default)]
+    pub p99: u64,
+    /// 99.9th percentile.
+    #[serde(default)]
+    pub p99_9: u64,
+    /// Largest value.
+    #[serde(default)]
+    pub max: u64,
+    /// HdrHistogram V2, base64: the data; the numbers above are derived
+    /// (and ignored when a report is read back).
+    pub hdr: String,
+}
+
+impl LatencyJson {
+    /// The JSON form of `h`.
+    pub fn of(h: &Hist) -> LatencyJson {
+        let s = summary(h);
+        LatencyJson {
+            count: s.count,
+            min: s.min,
+            mean: s.mean,
+            p50: s.p50,
+            p90: s.p90,
+            p99: s.p99,
+            p99_9: s.p999,
+            max: s.max,
+            hdr: encode(h),
+        }
+    }
+
+    /// The histogram back (only `hdr` is read).
+    pub fn histogram(&self) -> Result<Hist, String> {
+        decode(&self.hdr)
     }
 }
 

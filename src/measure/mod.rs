@@ -7,9 +7,12 @@
 //!   `--merge`);
 //! * [`rate`]: open-loop pacing for `--rate`/`--duration`, free of
 //!   coordinated omission;
+//! * [`html`]: the `--html` page, charts as inline SVG;
 //! * [`progress`]: the live `--progress` line;
 //! * [`track`]: the `--track` headers stamped by smtp-source and the sink's
 //!   per-run delivery accounting;
+//! * [`timeline`]: the per-interval timeline of a run report, bounded by
+//!   coarsening;
 //! * [`stats`]: smtp-sink's `--stats` interval line;
 //! * [`options`]: the long options of both tools and their checks;
 //! * [`source_side`] / [`sink_side`]: what a run and its sessions hold when
@@ -20,6 +23,7 @@
 //! modules spawn tasks and write output.
 
 pub mod hist;
+pub mod html;
 pub mod options;
 pub mod output;
 pub mod progress;
@@ -29,4 +33,5 @@ pub mod report;
 pub mod sink_side;
 pub mod source_side;
 pub mod stats;
+pub mod timeline;
 pub mod track;

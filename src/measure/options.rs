@@ -7,6 +7,7 @@
 //! this code.
 
 use std::ffi::{OsStr, OsString};
+use std::net::SocketAddr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -14,15 +15,28 @@ use std::time::Duration;
 use crate::args::LongOpt;
 use crate::diag::{Error, Result};
 
-use super::{rate, stats};
+use super::{rate, stats, timeline};
 
 /// smtp-source's measurement options, for its `ToolSpec`.
 pub const SOURCE_LONGS: &[LongOpt] = &[
     LongOpt {
         name: "report",
-        value: None,
+        value: Some("[timeline]"),
         help: "At the end, print a run report on stderr: counts, reply codes per stage, \
-               throughput, latency percentiles per phase",
+               throughput, latency percentiles per phase; --report=timeline adds a \
+               table per --interval",
+    },
+    LongOpt {
+        name: "interval",
+        value: Some("D"),
+        help: "Width of the report's timeline intervals, aligned to epoch time \
+               (default 1s; e.g. 500ms, 10s)",
+    },
+    LongOpt {
+        name: "html",
+        value: Some("FILE"),
+        help: "Write the run report as one self-contained HTML file with charts \
+               (also with --merge)",
     },
     LongOpt {
         name: "json",
@@ -60,6 +74,12 @@ pub const SOURCE_LONGS: &[LongOpt] = &[
         help: "Stamp each message with X-Smtpstone-Run, X-Smtpstone-Seq and \
                X-Smtpstone-Sent headers for smtp-sink --track",
     },
+    LongOpt {
+        name: "metrics",
+        value: Some("ADDR"),
+        help: "Serve Prometheus metrics at http://ADDR/metrics (IP:PORT, port 0: any free \
+               port, printed on stderr)",
+    },
 ];
 
 /// smtp-sink's measurement options, for its `ToolSpec`.
@@ -80,6 +100,12 @@ pub const SINK_LONGS: &[LongOpt] = &[
         name: "stats",
         value: Some("SECONDS"),
         help: "Every SECONDS, print a line on stderr: sessions, messages, msg/s, MB/s",
+    },
+    LongOpt {
+        name: "metrics",
+        value: Some("ADDR"),
+        help: "Serve Prometheus metrics at http://ADDR/metrics and, with --track, the live \
+               tracking report at /runs (IP:PORT, port 0: any free port, printed on stderr)",
     },
 ];
 
@@ -117,8 +143,15 @@ pub enum ProgressMode {
 /// smtp-source's measurement settings.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SourceOptions {
-    /// `--report`.
+    /// `--report[=timeline]`.
     pub report: bool,
+    /// `--report=timeline`: the text report ends with the timeline table.
+    pub report_timeline: bool,
+    /// `--interval D`, milliseconds (default
+    /// [`timeline::DEFAULT_INTERVAL_MS`]).
+    pub interval_ms: Option<u64>,
+    /// `--html FILE`.
+    pub html: Option<PathBuf>,
     /// `--json PATH`.
     pub json: Option<JsonOut>,
     /// `--merge`: the operands are report files.
@@ -131,6 +164,8 @@ pub struct SourceOptions {
     pub progress: ProgressMode,
     /// `--track`.
     pub track: bool,
+    /// `--metrics ADDR`.
+    pub metrics: Option<SocketAddr>,
     /// `-m` was given (with `--duration` and no `-m`, the count is
     /// unlimited).
     pub count_given: bool,
@@ -142,12 +177,51 @@ fn text(value: &[u8]) -> String {
     String::from_utf8_lossy(value).into_owned()
 }
 
+/// A `--metrics` address: IP:PORT (`[v6]:PORT`).
+fn metrics_addr(value: &[u8]) -> Result<SocketAddr> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| {
+            Error::fatal(format!(
+                "bad --metrics address: {} (want IP:PORT, e.g. 127.0.0.1:9100)",
+                text(value)
+            ))
+        })
+}
+
 impl SourceOptions {
     /// Take one `--name [value]` occurrence. Unknown names are not ours:
     /// `Ok(false)`.
     pub fn apply(&mut self, name: &str, value: &[u8]) -> Result<bool> {
         match name {
-            "report" => self.report = true,
+            "report" => {
+                self.report = true;
+                self.report_timeline = match value {
+                    b"" => false,
+                    b"timeline" => true,
+                    _ => {
+                        return Err(Error::fatal(format!(
+                            "bad --report value: {} (only --report=timeline)",
+                            text(value)
+                        )))
+                    }
+                };
+            }
+            "interval" => {
+                let ms = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(rate::parse_duration)
+                    .filter(|d| d.subsec_nanos() % 1_000_000 == 0)
+                    .and_then(|d| u64::try_from(d.as_millis()).ok());
+                self.interval_ms = Some(ms.ok_or_else(|| {
+                    Error::fatal(format!(
+                        "bad --interval value: {} (whole milliseconds, at least 1ms)",
+                        text(value)
+                    ))
+                })?);
+            }
+            "html" => self.html = Some(PathBuf::from(OsStr::from_bytes(value))),
             "json" => self.json = Some(JsonOut::parse(value)),
             "merge" => self.merge = true,
             "rate" => {
@@ -178,6 +252,7 @@ impl SourceOptions {
                 }
             }
             "track" => self.track = true,
+            "metrics" => self.metrics = Some(metrics_addr(value)?),
             _ => return Ok(false),
         }
         Ok(true)
@@ -187,6 +262,9 @@ impl SourceOptions {
     pub fn check(&self, counter: bool) -> Result<()> {
         if counter && self.json == Some(JsonOut::Stdout) && !self.merge {
             return Err(Error::fatal("--json - cannot be used with -c"));
+        }
+        if self.merge && self.metrics.is_some() {
+            return Err(Error::fatal("--metrics cannot be used with --merge"));
         }
         Ok(())
     }
@@ -202,7 +280,21 @@ impl SourceOptions {
 
     /// Whether a run needs per-session recorders.
     pub fn records(&self) -> bool {
-        self.report || self.json.is_some() || self.progress != ProgressMode::Off
+        self.report
+            || self.json.is_some()
+            || self.html.is_some()
+            || self.progress != ProgressMode::Off
+            || self.metrics.is_some()
+    }
+
+    /// Whether the report carries a timeline (JSON, HTML, timeline table).
+    pub fn timeline(&self) -> bool {
+        self.json.is_some() || self.html.is_some() || self.report_timeline
+    }
+
+    /// Timeline interval width, milliseconds.
+    pub fn interval_ms(&self) -> u64 {
+        self.interval_ms.unwrap_or(timeline::DEFAULT_INTERVAL_MS)
     }
 
     /// Whether any measurement option changes a run.
@@ -220,6 +312,8 @@ pub struct SinkOptions {
     pub json: Option<JsonOut>,
     /// `--stats SECONDS`.
     pub stats: Option<Duration>,
+    /// `--metrics ADDR`.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl SinkOptions {
@@ -240,6 +334,7 @@ impl SinkOptions {
                     Error::fatal(format!("bad --stats interval: {}", text(value)))
                 })?);
             }
+            "metrics" => self.metrics = Some(metrics_addr(value)?),
             _ => return Ok(false),
         }
         Ok(true)
@@ -255,7 +350,7 @@ impl SinkOptions {
 
     /// Whether any measurement option is on.
     pub fn any(&self) -> bool {
-        self.track || self.stats.is_some()
+        self.track || self.stats.is_some() || self.metrics.is_some()
     }
 }
 
@@ -295,6 +390,19 @@ mod tests {
         assert_eq!(o.duration, Some(Duration::from_secs(60)));
         assert_eq!(o.progress, ProgressMode::Terminal);
         assert!(o.records() && o.any());
+        assert!(!o.report_timeline && o.timeline());
+        assert_eq!(o.interval_ms(), 1000);
+        let o = source(&[
+            ("report", "timeline"),
+            ("interval", "250ms"),
+            ("html", "r.html"),
+        ])
+        .expect("valid");
+        assert!(o.report && o.report_timeline && o.timeline());
+        assert_eq!(o.interval_ms(), 250);
+        assert_eq!(o.html, Some(PathBuf::from("r.html")));
+        let o = source(&[("report", "")]).expect("valid");
+        assert!(o.report && !o.timeline());
         let o = source(&[("progress", "always")]).expect("valid");
         assert_eq!(o.progress, ProgressMode::Always);
         let o = source(&[("rate", "5")]).expect("valid");
@@ -318,6 +426,16 @@ mod tests {
         );
         assert_eq!(fatal(source(&[("rate", "fast")])), "bad --rate value: fast");
         assert_eq!(
+            fatal(source(&[("report", "full")])),
+            "bad --report value: full (only --report=timeline)"
+        );
+        for bad in ["0", "500us", "1.5ms", "soon"] {
+            assert_eq!(
+                fatal(source(&[("interval", bad)])),
+                format!("bad --interval value: {bad} (whole milliseconds, at least 1ms)")
+            );
+        }
+        assert_eq!(
             fatal(source(&[("duration", "soon")])),
             "bad --duration value: soon"
         );
@@ -329,6 +447,17 @@ mod tests {
         assert_eq!(o.json, Some(JsonOut::Stdout));
         assert_eq!(fatal(o.check(true)), "--json - cannot be used with -c");
         assert!(o.check(false).is_ok());
+        let o = source(&[("metrics", "127.0.0.1:9100")]).expect("valid");
+        assert!(o.records() && o.any());
+        assert_eq!(
+            fatal(source(&[("metrics", "9100")])),
+            "bad --metrics address: 9100 (want IP:PORT, e.g. 127.0.0.1:9100)"
+        );
+        let o = source(&[("metrics", "127.0.0.1:0"), ("merge", "")]).expect("valid");
+        assert_eq!(
+            fatal(o.check(false)),
+            "--metrics cannot be used with --merge"
+        );
         let m = source(&[("json", "-"), ("merge", "")]).expect("valid");
         assert!(
             m.check(true).is_ok(),
@@ -346,6 +475,12 @@ mod tests {
         assert_eq!(o.stats, Some(Duration::from_secs(5)));
         assert!(!o.apply("tls-cert", b"x").expect("not ours"));
         assert_eq!(fatal(o.apply("stats", b"0")), "bad --stats interval: 0");
+        assert!(o.apply("metrics", b"[::1]:0").expect("metrics"));
+        assert_eq!(o.metrics, "[::1]:0".parse().ok());
+        assert_eq!(
+            fatal(o.apply("metrics", b"localhost:9100")),
+            "bad --metrics address: localhost:9100 (want IP:PORT, e.g. 127.0.0.1:9100)"
+        );
         let mut s = SinkOptions::default();
         s.apply("json", b"-").expect("json");
         assert_eq!(fatal(s.check(true)), "--json - cannot be used with -c");

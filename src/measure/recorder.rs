@@ -27,6 +27,7 @@
 use std::sync::mpsc::Sender;
 
 use super::hist::{self, SessionHist};
+use super::timeline::{Clock, SessionTimeline, Timeline};
 use serde::{Deserialize, Serialize};
 
 /// A point in time: nanoseconds of `CLOCK_MONOTONIC` (the clock behind
@@ -268,6 +269,8 @@ pub struct Recorder {
     in_message: bool,
     /// Negotiated TLS (protocol version, cipher suite) pairs with counts.
     pub tls: TlsTable,
+    /// Per-interval counts and message latency, when a timeline is wanted.
+    timeline: Option<Box<SessionTimeline>>,
 }
 
 /// Distinct (TLS version, cipher suite) pairs kept per session; a run
@@ -323,7 +326,20 @@ impl Recorder {
             accepted: false,
             in_message: false,
             tls: TlsTable::default(),
+            timeline: None,
         }
+    }
+
+    /// Also keep a timeline of intervals on `clock` (see
+    /// [`super::timeline`]).
+    pub fn with_timeline(mut self, clock: Clock, now: Tick) -> Recorder {
+        self.timeline = Some(Box::new(SessionTimeline::new(clock, now)));
+        self
+    }
+
+    /// The finished timeline, if one was kept (taken out).
+    pub fn take_timeline(&mut self) -> Option<Timeline> {
+        self.timeline.take().map(|t| t.finish())
     }
 
     /// A message starts `now`; `start` is when it should have started (its
@@ -331,6 +347,9 @@ impl Recorder {
     #[inline]
     pub fn begin_message(&mut self, start: Tick, now: Tick) {
         self.counters.attempted += 1;
+        if let Some(t) = &mut self.timeline {
+            t.at(now).attempted += 1;
+        }
         self.message_start = start;
         self.mark = now;
         self.accepted = false;
@@ -345,10 +364,13 @@ impl Recorder {
         }
         self.in_message = false;
         if !self.accepted {
-            if ok {
-                self.counters.rejected += 1;
-            } else {
-                self.counters.failed += 1;
+            let (rejected, failed) = if ok { (1, 0) } else { (0, 1) };
+            self.counters.rejected += rejected;
+            self.counters.failed += failed;
+            if let Some(t) = &mut self.timeline {
+                let counts = t.current();
+                counts.rejected += rejected;
+                counts.failed += failed;
             }
         }
     }
@@ -357,12 +379,20 @@ impl Recorder {
     #[inline]
     pub fn mark(&mut self, now: Tick) {
         self.mark = now;
+        if let Some(t) = &mut self.timeline {
+            // Events without a clock read of their own (bytes written,
+            // a failed connect) count in the interval of the latest one.
+            t.at(now);
+        }
     }
 
     /// A connect attempt failed.
     #[inline]
     pub fn connect_failed(&mut self) {
         self.counters.connect_failures += 1;
+        if let Some(t) = &mut self.timeline {
+            t.current().connect_errors += 1;
+        }
     }
 
     /// The connection is up: records the connect time and starts timing the
@@ -370,6 +400,9 @@ impl Recorder {
     #[inline]
     pub fn connected(&mut self, now: Tick) {
         self.counters.connects += 1;
+        if let Some(t) = &mut self.timeline {
+            t.at(now).connects += 1;
+        }
         self.record(Phase::Connect, self.mark, now);
         self.mark = now;
     }
@@ -394,6 +427,9 @@ impl Recorder {
     #[inline]
     pub fn sent(&mut self, n: usize) {
         self.counters.bytes_sent += n as u64;
+        if let Some(t) = &mut self.timeline {
+            t.current().bytes += n as u64;
+        }
     }
 
     /// A complete reply with `code` arrived for `phase` at `now`, which
@@ -414,6 +450,9 @@ impl Recorder {
                 self.accepted = true;
                 self.counters.accepted += 1;
                 self.record(Phase::Message, self.message_start, now);
+                if let Some(t) = &mut self.timeline {
+                    t.accepted(now, now.saturating_sub(self.message_start) / 1000);
+                }
             }
             _ => {}
         }
@@ -606,6 +645,46 @@ mod tests {
         );
         assert_eq!(r.latency(Phase::Message).map(|h| h.len()), Some(1));
         assert_eq!(r.latency(Phase::Dot).map(|h| h.len()), Some(2));
+    }
+
+    #[test]
+    fn the_timeline_sums_to_the_counters() {
+        let t0 = tick();
+        // 100 ms intervals; the run starts at epoch 0.05 s.
+        let clock = Clock::at(50_000_000, t0, 100);
+        let mut r = Recorder::new(t0).with_timeline(clock, t0);
+        for i in 0..10 {
+            let start = at(t0, i * 30);
+            r.begin_message(start, start);
+            r.mark(start);
+            if i % 4 == 3 {
+                r.connect_failed();
+                r.end_message(false);
+                continue;
+            }
+            r.connected(at(t0, i * 30 + 1));
+            r.sent(100);
+            let code = if i % 3 == 0 { 550 } else { 250 };
+            r.reply(Phase::Dot, code, at(t0, i * 30 + 20));
+            r.end_message(true);
+        }
+        let c = r.counters;
+        let t = r.take_timeline().expect("timeline");
+        assert!(r.take_timeline().is_none());
+        let (sum, latencies) = t.totals();
+        assert_eq!(
+            (sum.attempted, sum.accepted, sum.rejected, sum.failed),
+            (c.attempted, c.accepted, c.rejected, c.failed)
+        );
+        assert_eq!(
+            (sum.connects, sum.connect_errors, sum.bytes),
+            (c.connects, c.connect_failures, c.bytes_sent)
+        );
+        assert_eq!(latencies, c.accepted);
+        // 10 messages over 290 ms from epoch 50 ms: intervals 0, 100, 200, 300 ms.
+        let starts: Vec<u64> = t.intervals().iter().map(|i| i.start_ms).collect();
+        assert_eq!(starts, [0, 100, 200, 300]);
+        assert!(c.rejected > 0 && c.failed > 0 && c.accepted > 0);
     }
 
     #[test]

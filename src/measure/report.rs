@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::hist::{self, Hist};
+use super::hist::{self, Hist, LatencyJson};
 use super::recorder::{Counters, Phase, Recorder};
+use super::timeline::{Timeline, TimelineJson};
 
 /// `format` value of a JSON report; bumped on incompatible changes.
 pub const FORMAT: &str = "smtpstone-source-report/1";
@@ -51,6 +52,12 @@ pub struct Report {
     pub latency: [Hist; Phase::COUNT],
     /// TLS handshakes by negotiated `VERSION SUITE` (rustls names).
     pub tls: BTreeMap<String, u64>,
+    /// Per-interval counts and message latency (`--json`, `--html`,
+    /// `--report=timeline`).
+    pub timeline: Option<Timeline>,
+    /// The command line of each run (secrets masked), for the settings
+    /// shown by `--html`.
+    pub commands: Vec<String>,
 }
 
 /// `VERSION SUITE` of a TLS handshake from IANA code points, in rustls's
@@ -78,6 +85,8 @@ impl Report {
             other_replies: [0; Phase::COUNT],
             latency: std::array::from_fn(|_| hist::new()),
             tls: BTreeMap::new(),
+            timeline: None,
+            commands: Vec::new(),
         }
     }
 
@@ -116,6 +125,11 @@ impl Report {
             (a, b) => a.or(b),
         };
         self.counters.add(&other.counters);
+        self.commands.extend(other.commands.iter().cloned());
+        self.timeline = match (&self.timeline, &other.timeline) {
+            (Some(a), Some(b)) => Some(Timeline::merge_all(a.width_ms(), [a, b])),
+            (a, b) => a.as_ref().or(b.as_ref()).cloned(),
+        };
         for (name, &n) in &other.tls {
             *self.tls.entry(name.clone()).or_default() += n;
         }
@@ -247,6 +261,14 @@ impl Report {
         out
     }
 
+    /// The `--report=timeline` table (lines end in `\n`).
+    pub fn render_timeline(&self) -> String {
+        match &self.timeline {
+            Some(t) => t.render(),
+            None => "  timeline: none in this report\n".to_string(),
+        }
+    }
+
     /// The JSON report (pretty-printed, ends in `\n`).
     pub fn to_json(&self) -> String {
         let mut replies = BTreeMap::new();
@@ -263,22 +285,7 @@ impl Report {
                 }
                 replies.insert(phase.key().to_string(), codes);
             }
-            let h = &self.latency[i];
-            let s = hist::summary(h);
-            latency.insert(
-                phase.key().to_string(),
-                LatencyJson {
-                    count: s.count,
-                    min: s.min,
-                    mean: s.mean,
-                    p50: s.p50,
-                    p90: s.p90,
-                    p99: s.p99,
-                    p99_9: s.p999,
-                    max: s.max,
-                    hdr: hist::encode(h),
-                },
-            );
+            latency.insert(phase.key().to_string(), LatencyJson::of(&self.latency[i]));
         }
         let json = ReportJson {
             format: FORMAT.to_string(),
@@ -295,6 +302,8 @@ impl Report {
             replies,
             latency_us: latency,
             tls: self.tls.clone(),
+            timeline: self.timeline.as_ref().map(Timeline::to_json),
+            commands: self.commands.clone(),
         };
         let mut text = serde_json::to_string_pretty(&json).unwrap_or_default();
         text.push('\n');
@@ -327,6 +336,12 @@ impl Report {
             .map_err(|_| "bad elapsed_secs".to_string())?;
         report.counters = json.counters;
         report.tls = json.tls;
+        report.commands = json.commands;
+        report.timeline = json
+            .timeline
+            .as_ref()
+            .map(Timeline::from_json)
+            .transpose()?;
         for (key, codes) in &json.replies {
             let phase = Phase::from_key(key).ok_or_else(|| format!("unknown phase \"{key}\""))?;
             let i = phase.index();
@@ -345,34 +360,12 @@ impl Report {
         }
         for (key, lat) in &json.latency_us {
             let phase = Phase::from_key(key).ok_or_else(|| format!("unknown phase \"{key}\""))?;
-            report.latency[phase.index()] =
-                hist::decode(&lat.hdr).map_err(|e| format!("latency_us.{key}: {e}"))?;
+            report.latency[phase.index()] = lat
+                .histogram()
+                .map_err(|e| format!("latency_us.{key}: {e}"))?;
         }
         Ok(report)
     }
-}
-
-/// One phase's latency in the JSON report (microseconds).
-#[derive(Debug, Serialize, Deserialize)]
-struct LatencyJson {
-    #[serde(default)]
-    count: u64,
-    #[serde(default)]
-    min: u64,
-    #[serde(default)]
-    mean: f64,
-    #[serde(default)]
-    p50: u64,
-    #[serde(default)]
-    p90: u64,
-    #[serde(default)]
-    p99: u64,
-    #[serde(default)]
-    p99_9: u64,
-    #[serde(default)]
-    max: u64,
-    /// HdrHistogram V2, base64: the data; the numbers above are derived.
-    hdr: String,
 }
 
 /// The JSON report's shape.
@@ -397,6 +390,12 @@ struct ReportJson {
     /// TLS handshakes by `VERSION SUITE` (absent in reports without TLS).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     tls: BTreeMap<String, u64>,
+    /// One entry per interval (absent in reports written without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    timeline: Option<TimelineJson>,
+    /// The command line of each run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    commands: Vec<String>,
 }
 
 #[cfg(test)]
@@ -560,6 +559,50 @@ mod tests {
         assert!(merged.render().starts_with("smtp-source report: 2 runs ("));
         // Rates: combined throughput over the longest run.
         assert_eq!(merged.msgs_per_sec(), 40.0 / 3.0);
+    }
+
+    #[test]
+    fn timelines_survive_json_and_merge_by_epoch() {
+        use crate::measure::timeline::{Clock, Timeline};
+        // Two runs whose clocks put tick t0 at epoch 100.2 s and 100.7 s.
+        let t0 = tick();
+        let run = |wall_ns: u64, n: u64| {
+            let clock = Clock::at(wall_ns, t0, 1000);
+            let mut r = Recorder::new(t0).with_timeline(clock, t0);
+            for i in 0..n {
+                let t = t0 + i * 200_000_000;
+                r.begin_message(t, t);
+                r.sent(10);
+                r.reply(Phase::Dot, 250, t + 1_000_000);
+                r.end_message(true);
+            }
+            let mut rep = report_of(&[], 1);
+            rep.add_recorder(&r);
+            let parts = r.take_timeline();
+            rep.timeline = Some(Timeline::merge_all(1000, &parts));
+            rep
+        };
+        let a = run(100_200_000_000, 5); // 100.2 .. 101.0 s
+        let b = run(100_700_000_000, 3); // 100.7 .. 101.1 s
+        let a = Report::from_json(&a.to_json()).expect("a");
+        let b = Report::from_json(&b.to_json()).expect("b");
+        let counts = |r: &Report| -> Vec<(u64, u64, u64)> {
+            let t = r.timeline.as_ref().expect("timeline");
+            t.intervals()
+                .iter()
+                .map(|i| (i.start_ms, i.counts.accepted, i.latency.count()))
+                .collect()
+        };
+        assert_eq!(counts(&a), [(100_000, 4, 4), (101_000, 1, 1)]);
+        assert_eq!(counts(&b), [(100_000, 2, 2), (101_000, 1, 1)]);
+        let mut m = a.clone();
+        m.merge(&b);
+        assert_eq!(counts(&m), [(100_000, 6, 6), (101_000, 2, 2)]);
+        assert!(m.render_timeline().contains("00:01:40.000"));
+        assert_eq!(
+            report_of(&[], 1).render_timeline(),
+            "  timeline: none in this report\n"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 use std::ffi::OsString;
 use std::io::{IsTerminal as _, Write as _};
+use std::path::Path;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
@@ -13,15 +14,19 @@ use bytes::BytesMut;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::html;
 use super::options::{JsonOut, ProgressMode, SourceOptions};
 use super::output::{print_stderr, write_json};
 use super::progress::{self, Live, Meter, Snapshot};
 use super::rate::Pacing;
 use super::recorder::{tick, Handle, Phase, Recorder, Tick};
 use super::report::Report;
+use super::timeline::{Clock, Timeline};
 use super::track::{self, Stamper};
 use crate::diag::errno_text;
 use crate::diag::{self, Error, Result};
+use crate::metrics::http::{Listener, Server, Site};
+use crate::metrics::source::{SessionCounters, SourceMetrics};
 
 /// The measurement state of one smtp-source run.
 #[derive(Debug)]
@@ -35,6 +40,40 @@ pub struct SourceMeasure {
     tx: Sender<Box<Recorder>>,
     rx: Mutex<Receiver<Box<Recorder>>>,
     lives: Arc<Mutex<Vec<Arc<Live>>>>,
+    /// Epoch mapping of the timeline's intervals, when a timeline is kept.
+    clock: Option<Clock>,
+    /// This run's command line, for the report's settings.
+    command: String,
+    /// `--metrics`: the sessions' counter blocks.
+    metrics: Option<Arc<SourceMetrics>>,
+}
+
+/// Options whose value is a secret: masked in the command line a report
+/// keeps.
+const SECRET_OPTIONS: &[&str] = &["--auth-password"];
+
+/// `args` as one shell-like line (arguments with spaces or quotes in single
+/// quotes), the values of [`SECRET_OPTIONS`] replaced by `***`.
+pub fn command_line(args: impl IntoIterator<Item = OsString>) -> String {
+    let mut words = Vec::new();
+    let mut secret_next = false;
+    for arg in args {
+        let mut word = arg.to_string_lossy().into_owned();
+        if secret_next {
+            word = "***".to_string();
+        }
+        secret_next = SECRET_OPTIONS.contains(&word.as_str());
+        for name in SECRET_OPTIONS {
+            if word.starts_with(&format!("{name}=")) {
+                word = format!("{name}=***");
+            }
+        }
+        if word.is_empty() || word.contains([' ', '\'', '"', '\t', '\n']) {
+            word = format!("'{}'", word.replace('\'', "'\\''"));
+        }
+        words.push(word);
+    }
+    words.join(" ")
 }
 
 impl SourceMeasure {
@@ -58,7 +97,23 @@ impl SourceMeasure {
             tx,
             rx: Mutex::new(rx),
             lives: Arc::new(Mutex::new(Vec::new())),
+            clock: opts.timeline().then(|| Clock::new(opts.interval_ms())),
+            command: command_line(std::env::args_os()),
+            metrics: opts
+                .metrics
+                .map(|_| Arc::new(SourceMetrics::new(opts.rate))),
         })
+    }
+
+    /// With `--metrics`, bind its address and serve `/metrics` on the
+    /// current runtime until the result is dropped.
+    pub fn serve_metrics(&self) -> Result<Option<Server>> {
+        match (&self.metrics, self.opts.metrics) {
+            (Some(m), Some(addr)) => Listener::bind(addr)?
+                .serve(Site::new(m.registry()))
+                .map(Some),
+            _ => Ok(None),
+        }
     }
 
     /// The run id (stamped by `--track`, shown in reports).
@@ -79,10 +134,15 @@ impl SourceMeasure {
             live
         });
         let now = tick();
+        let mut rec = Recorder::new(now);
+        if let Some(clock) = self.clock {
+            rec = rec.with_timeline(clock, now);
+        }
         Some(Box::new(Probe {
-            rec: Handle::new(Recorder::new(now), self.tx.clone()),
+            rec: Handle::new(rec, self.tx.clone()),
             live,
             start: now,
+            metrics: self.metrics.as_ref().map(|m| m.session()),
         }))
     }
 
@@ -193,24 +253,32 @@ impl SourceMeasure {
     /// gone), print the report (`--report`, stderr) and write the JSON
     /// (`--json`). `incomplete`: a fatal error ended the run.
     pub fn finish(&self, incomplete: bool) -> Result<()> {
-        if !self.opts.report && self.opts.json.is_none() {
+        let o = &self.opts;
+        if !o.report && o.json.is_none() && o.html.is_none() {
             return Ok(());
         }
-        let mut report = Report::new(self.lmtp, track::run_id_text(self.run_id), self.opts.rate);
+        let mut report = Report::new(self.lmtp, track::run_id_text(self.run_id), o.rate);
         report.elapsed = self.start.elapsed();
         report.incomplete = incomplete;
+        report.commands = vec![self.command.clone()];
+        let mut parts = Vec::new();
         if let Ok(rx) = self.rx.lock() {
-            for rec in rx.try_iter() {
+            for mut rec in rx.try_iter() {
                 report.add_recorder(&rec);
+                parts.extend(rec.take_timeline());
             }
         }
-        if self.opts.report {
-            print_stderr(&report.render());
+        if self.clock.is_some() {
+            report.timeline = Some(Timeline::merge_all(o.interval_ms(), &parts));
         }
-        match &self.opts.json {
-            Some(out) => write_json(out, &report.to_json()),
-            None => Ok(()),
+        if o.report {
+            let mut text = report.render();
+            if o.report_timeline {
+                text.push_str(&report.render_timeline());
+            }
+            print_stderr(&text);
         }
+        write_outputs(&report, o.json.as_ref(), o.html.as_deref())
     }
 }
 
@@ -248,6 +316,8 @@ pub struct Probe {
     rec: Handle,
     live: Option<Arc<Live>>,
     start: Tick,
+    /// `--metrics`: this session's block.
+    metrics: Option<Arc<SessionCounters>>,
 }
 
 impl Probe {
@@ -256,6 +326,9 @@ impl Probe {
     pub fn begin_message(&mut self, start: Start) {
         self.start = start.intended;
         self.rec.get().begin_message(start.intended, start.now);
+        if let Some(m) = &self.metrics {
+            m.started();
+        }
     }
 
     /// The message is over; `ok` false when a fatal error cut it short.
@@ -265,6 +338,9 @@ impl Probe {
         if !rec.accepted() {
             if let Some(live) = &self.live {
                 live.error();
+            }
+            if let Some(m) = &self.metrics {
+                m.not_accepted(ok);
             }
         }
         rec.end_message(ok);
@@ -281,18 +357,27 @@ impl Probe {
     #[inline]
     pub fn connect_failed(&mut self) {
         self.rec.get().connect_failed();
+        if let Some(m) = &self.metrics {
+            m.connect_failed();
+        }
     }
 
     /// Connected.
     #[inline]
     pub fn connected(&mut self) {
         self.rec.get().connected(tick());
+        if let Some(m) = &self.metrics {
+            m.connected();
+        }
     }
 
     /// `n` bytes written.
     #[inline]
     pub fn sent(&mut self, n: usize) {
         self.rec.get().sent(n);
+        if let Some(m) = &self.metrics {
+            m.sent(n);
+        }
     }
 
     /// A TLS handshake finished (see [`Recorder::tls_handshake`]).
@@ -314,8 +399,12 @@ impl Probe {
         let before = rec.accepted();
         rec.reply(phase, code, now);
         if !before && rec.accepted() {
+            let us = now.saturating_sub(self.start) / 1000;
             if let Some(live) = &self.live {
-                live.accepted(now.saturating_sub(self.start) / 1000);
+                live.accepted(us);
+            }
+            if let Some(m) = &self.metrics {
+                m.accepted(us);
             }
         }
     }
@@ -399,10 +488,23 @@ impl Hooks for Option<Box<Probe>> {
     }
 }
 
-/// `--merge`: read the JSON reports `files`, print the combined report on
-/// stdout and, with `--json`, write it as JSON (to stdout instead of the
-/// text with `--json -`).
-pub fn merge_files(files: &[OsString], json: Option<&JsonOut>) -> Result<()> {
+/// Write the JSON (`--json`) and HTML (`--html`) forms of `report`.
+fn write_outputs(report: &Report, json: Option<&JsonOut>, html: Option<&Path>) -> Result<()> {
+    if let Some(out) = json {
+        write_json(out, &report.to_json())?;
+    }
+    if let Some(path) = html {
+        write_json(&JsonOut::File(path.to_path_buf()), &html::page(report))?;
+    }
+    Ok(())
+}
+
+/// `--merge`: read the JSON reports (the operands), print the combined
+/// report on stdout (with the timeline table under `--report=timeline`)
+/// and, with `--json`, write it as JSON (to stdout instead of the text with
+/// `--json -`); with `--html`, as an HTML page.
+pub fn merge_files(opts: &SourceOptions) -> Result<()> {
+    let (files, json) = (&opts.files, opts.json.as_ref());
     if files.is_empty() {
         return Err(Error::fatal("--merge needs one or more report files"));
     }
@@ -420,14 +522,15 @@ pub fn merge_files(files: &[OsString], json: Option<&JsonOut>) -> Result<()> {
     }
     let merged = merged.ok_or_else(|| Error::fatal("no report"))?;
     if json != Some(&JsonOut::Stdout) {
+        let mut text = merged.render();
+        if opts.report_timeline {
+            text.push_str(&merged.render_timeline());
+        }
         let mut out = std::io::stdout().lock();
-        let _ = out.write_all(merged.render().as_bytes());
+        let _ = out.write_all(text.as_bytes());
         let _ = out.flush();
     }
-    match json {
-        Some(out) => write_json(out, &merged.to_json()),
-        None => Ok(()),
-    }
+    write_outputs(&merged, json, opts.html.as_deref())
 }
 
 #[cfg(test)]
@@ -538,12 +641,32 @@ mod tests {
     }
 
     #[test]
+    fn command_lines_mask_secrets() {
+        let args = |a: &[&str]| command_line(a.iter().map(OsString::from));
+        assert_eq!(
+            args(&[
+                "smtp-source",
+                "--auth-password",
+                "s3cret",
+                "-S",
+                "a b",
+                "h:25"
+            ]),
+            "smtp-source --auth-password *** -S 'a b' h:25"
+        );
+        assert_eq!(
+            args(&["smtp-source", "--auth-password=s3cret", "-f", "it's"]),
+            "smtp-source --auth-password=*** -f 'it'\\''s'"
+        );
+    }
+
+    #[test]
     fn merge_files_errors() {
         let dir = tempfile::tempdir().expect("tempdir");
         let bad = dir.path().join("bad.json");
         std::fs::write(&bad, "{}").expect("write");
         let missing = dir.path().join("missing.json");
-        let fatal = |files: &[OsString]| match merge_files(files, None) {
+        let fatal = |files: &[OsString]| match merge_files(&opts(|o| o.files = files.to_vec())) {
             Err(Error::Fatal(t)) => t,
             other => panic!("{other:?}"),
         };

@@ -69,7 +69,7 @@ pub async fn run_until(
 ) -> Result<Summary> {
     if config.measure.merge {
         // --merge: combine reports, send nothing.
-        measure::merge_files(&config.measure.files, config.measure.json.as_ref())?;
+        measure::merge_files(&config.measure)?;
         return Ok(Summary::default());
     }
     let body = message::body(&config)?;
@@ -107,6 +107,11 @@ pub async fn run_until(
     };
     let shared = Arc::new(Shared::new(config, message, target, esmtp));
 
+    // Metrics hook: listening before the first message is sent.
+    let _metrics = match &shared.measure {
+        Some(m) => m.serve_metrics()?,
+        None => None,
+    };
     // Start the sessions in order; each takes its first message now, so
     // the pool is checked and decremented in session order.
     let mut tasks = JoinSet::new();

@@ -122,6 +122,22 @@ impl Proc {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        Self::spawn_with(program, argv0, args, dir, |_| {})
+    }
+
+    /// Like [`Proc::spawn_in`], letting `prepare` adjust the command first
+    /// (environment, a `pre_exec` hook).
+    pub fn spawn_with<I, S>(
+        program: &Path,
+        argv0: &str,
+        args: I,
+        dir: Option<&Path>,
+        prepare: impl FnOnce(&mut Command),
+    ) -> Proc
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
         use std::os::unix::process::CommandExt;
         let mut cmd = Command::new(program);
         cmd.arg0(argv0)
@@ -132,6 +148,7 @@ impl Proc {
         if let Some(dir) = dir {
             cmd.current_dir(dir);
         }
+        prepare(&mut cmd);
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()));

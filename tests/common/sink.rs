@@ -60,6 +60,19 @@ pub fn start_at(
     host: &str,
     dir: Option<&Path>,
 ) -> Sink {
+    start_with(program, argv0, args, host, dir, |_| {})
+}
+
+/// Like [`start_at`], letting `prepare` adjust the command before each
+/// spawn attempt (for example a `pre_exec` hook).
+pub fn start_with(
+    program: &Path,
+    argv0: &str,
+    args: &[&str],
+    host: &str,
+    dir: Option<&Path>,
+    prepare: impl Fn(&mut std::process::Command),
+) -> Sink {
     for _ in 0..10 {
         let port = free_port();
         let addr: SocketAddr = format!("{host}:{port}").parse().expect("addr");
@@ -67,7 +80,7 @@ pub fn start_at(
         argv.extend(args.iter().map(|s| s.to_string()));
         argv.push(format!("{host}:{port}"));
         argv.push("100".into());
-        let mut proc = Proc::spawn_in(program, argv0, &argv, dir);
+        let mut proc = Proc::spawn_with(program, argv0, &argv, dir, &prepare);
         let deadline = Instant::now() + TIMEOUT;
         while Instant::now() < deadline && proc.running() {
             if listening(port) {

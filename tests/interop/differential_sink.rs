@@ -1,0 +1,392 @@
+//! Differential tests: Postfix's /usr/sbin/smtp-sink and ours get the same
+//! argv and the same client bytes; replies, closes, exit status, stdout and
+//! dump files must match (dump ids and dates masked; the 3.7 reference
+//! space-pads the day and applies the umask, see spec §19.1). Deliberate
+//! deviations (S1–S9) are not exercised here; the sink_* tests assert them.
+//! Skips loudly without Postfix; fails under REQUIRE_POSTFIX=1.
+
+use crate::common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::sink::{files_in, mask_dump, shared_tempdir, start_at, Sink};
+use common::{our_sink, postfix_or_skip, POSTFIX_SINK};
+
+/// How long the peer must stay silent before a step's output is complete.
+const QUIET: Duration = Duration::from_millis(300);
+
+fn postfix(test: &str) -> Option<PathBuf> {
+    postfix_or_skip(POSTFIX_SINK, test)
+}
+
+/// Read until the peer is silent for [`QUIET`] or closes.
+fn drain(stream: &mut TcpStream, out: &mut String) -> bool {
+    stream.set_read_timeout(Some(QUIET)).expect("timeout");
+    let mut buf = [0u8; 65536];
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + common::TIMEOUT;
+    let closed = loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                break false
+            }
+            Err(_) => break true,
+        }
+        if std::time::Instant::now() > deadline {
+            break false;
+        }
+    };
+    out.push_str(&format!("<< {:?}\n", String::from_utf8_lossy(&got)));
+    if closed {
+        out.push_str("<< EOF\n");
+    }
+    closed
+}
+
+/// The observable conversation: what arrived after connecting and after
+/// each chunk, and where the sink closed.
+fn transcript(addr: SocketAddr, chunks: &[&[u8]]) -> String {
+    let mut out = String::new();
+    let mut s = TcpStream::connect_timeout(&addr, common::TIMEOUT).expect("connect");
+    if drain(&mut s, &mut out) {
+        return out;
+    }
+    for chunk in chunks {
+        out.push_str(&format!(">> {:?}\n", String::from_utf8_lossy(chunk)));
+        if s.write_all(chunk).is_err() {
+            out.push_str("<< write failed\n");
+            return out;
+        }
+        if drain(&mut s, &mut out) {
+            return out;
+        }
+    }
+    out
+}
+
+fn both(test: &str, args: &[&str], dir: Option<(&Path, &Path)>) -> Option<(Sink, Sink)> {
+    let reference = postfix(test)?;
+    let theirs = start_at(&reference, "smtp-sink", args, "127.0.0.1", dir.map(|d| d.0));
+    let ours = start_at(
+        &our_sink(),
+        "smtp-sink",
+        args,
+        "127.0.0.1",
+        dir.map(|d| d.1),
+    );
+    Some((theirs, ours))
+}
+
+/// Run the conversations against both sinks and compare.
+fn compare(test: &str, args: &[&str], sessions: &[&[&[u8]]]) {
+    let Some((theirs, ours)) = both(test, args, None) else {
+        return;
+    };
+    for chunks in sessions {
+        let want = transcript(theirs.addr, chunks);
+        let got = transcript(ours.addr, chunks);
+        assert_eq!(got, want, "args {args:?}");
+    }
+    let (t, o) = (theirs.kill(), ours.kill());
+    assert_eq!(o.stdout_text(), t.stdout_text(), "stdout, args {args:?}");
+    assert_eq!(o.stderr_text(), t.stderr_text(), "stderr, args {args:?}");
+}
+
+#[test]
+fn commands_and_sequencing() {
+    let mut ok_line = b"NOOP ".to_vec();
+    ok_line.extend(std::iter::repeat_n(b'a', 2041));
+    ok_line.extend_from_slice(b"\r\n");
+    compare(
+        "commands_and_sequencing",
+        &[],
+        &[
+            &[
+                b"EHLO foo\r\n",
+                b"HELO x\r\n",
+                b"\r\n   \r\nFOO\r\nconnect\r\nLHLO x\r\n",
+                b"RCPT TO:<a>\r\nDATA\r\nMAIL\r\nMAIL FROM:<a>\r\nDATA\r\n",
+                b"RCPT TO:<b>\r\n",
+                b"DATA\r\n",
+                b"x\n.\n",
+                b"\r\n.\r\r\n",
+                b"\r\n.\r\n",
+                b".\r\nRSET\r\nDATA\r\n",
+                b"NOOP\0junk\r\nNOOP\r\r\nNOOP\nHELO x\r\n",
+                b"NOOP\n",
+                b"\r\n",
+                b"XCLIENT a\r\nXFORWARD b\r\nAUTH c\r\nVRFY d\r\n",
+                &ok_line,
+                b"QUIT\r\n",
+            ],
+            &[b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\nhi\r\n.\r\nQUIT\r\n"],
+            &[
+                b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\n",
+                b"x\r",
+                b"\n.",
+                b"\r",
+                b"\n",
+            ],
+        ],
+    );
+}
+
+#[test]
+fn over_long_line() {
+    let mut long = b"NOOP ".to_vec();
+    long.extend(std::iter::repeat_n(b'a', 2042));
+    long.extend_from_slice(b"\r\n");
+    compare("over_long_line", &[], &[&[b"NOOP\r\n", &long]]);
+}
+
+#[test]
+fn greetings_and_ehlo_switches() {
+    let probe: &'static [&'static [&'static [u8]]] =
+        &[&[b"EHLO x\r\n", b"HELO x\r\n", b"LHLO x\r\n", b"QUIT\r\n"]];
+    let mut threads = Vec::new();
+    for args in [
+        &["-e"][..],
+        &["-P"],
+        &["-h", "mx.example"],
+        &["-L"],
+        &["-e", "-L"],
+        &["-8", "-a", "-C", "-E", "-F", "-N", "-p"],
+        &["-C", "-F"],
+    ] {
+        threads.push(std::thread::spawn(move || {
+            compare("greetings_and_ehlo_switches", args, probe);
+        }));
+    }
+    for t in threads {
+        t.join().expect("greetings case");
+    }
+}
+
+#[test]
+fn lmtp() {
+    compare(
+        "lmtp",
+        &["-L"],
+        &[&[
+            b"LHLO x\r\n",
+            b".\r\n",
+            b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nRCPT TO:<c>\r\nRCPT TO:<d>\r\nDATA\r\n",
+            b"body\r\n.\r\n",
+            b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nRCPT TO:<c>\r\n",
+            b".\r\n",
+            b"QUIT\r\n",
+        ]],
+    );
+    compare(
+        "lmtp",
+        &["-L", "-f", "."],
+        &[&[
+            b"LHLO x\r\nMAIL FROM:<a>\r\nRCPT TO:<b>\r\nRCPT TO:<c>\r\nDATA\r\n",
+            b"x\r\n.\r\n",
+        ]],
+    );
+}
+
+#[test]
+fn failure_injection() {
+    let tx: &'static [&'static [u8]] = &[
+        b"EHLO x\r\n",
+        b"MAIL FROM:<a>\r\n",
+        b"RCPT TO:<b>\r\n",
+        b"DATA\r\n",
+        b"x\r\n.\r\n",
+        b"NOOP\r\n",
+        b"VRFY x\r\n",
+        b"QUIT\r\n",
+    ];
+    // Mostly waiting for quiet periods: run the option sets in parallel.
+    let mut threads = Vec::new();
+    for args in [
+        &["-f", "MAIL,Rcpt"][..],
+        &["-b", "421-custom", "-r", "noop"],
+        &["-B", "554 no", "-f", "vrfy", "-r", "vrfy"],
+        &["-q", "rcpt"],
+        &["-Q", "data"],
+        &["-q", "noop", "-Q", "noop", "-f", "noop"],
+        &["-Q", "connect"],
+        &["-q", "connect"],
+        &["-f", "connect"],
+        &["-r", "connect"],
+        &["-f", "quit"],
+        &["-f", "."],
+        &["-Q", "."],
+        &["-f", "lhlo"],
+        &["-A", "0"],
+        &["-f", ""],
+    ] {
+        threads.push(std::thread::spawn(move || {
+            compare("failure_injection", args, &[tx]);
+        }));
+    }
+    for t in threads {
+        t.join().expect("failure_injection case");
+    }
+    compare(
+        "failure_injection",
+        &["-q", "rcpt"],
+        &[&[b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nNOOP\r\n"]],
+    );
+}
+
+#[test]
+fn counters() {
+    compare(
+        "counters",
+        &["-c"],
+        &[
+            &[
+                b"MAIL FROM:<a>\r\n",
+                b"RCPT TO:<b>\r\n",
+                b"DATA\r\n",
+                b"x\r\n.\r\n",
+                b"QUIT\r\n",
+            ],
+            &[b"NOOP\r\n"],
+        ],
+    );
+}
+
+fn dump_files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for p in files_in(&d) {
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p
+                    .strip_prefix(dir)
+                    .expect("prefix")
+                    .to_string_lossy()
+                    .into_owned();
+                // Mask the 8 hex digits of -d names.
+                let rel = match rel.rfind('.') {
+                    Some(dot) if rel.len() - dot == 9 => format!("{}XXXXXXXX", &rel[..=dot]),
+                    _ => rel,
+                };
+                let text = String::from_utf8_lossy(&std::fs::read(&p).expect("read")).into_owned();
+                out.push(format!("{rel}:\n{}", mask_dump(&text)));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn compare_dumps(test: &str, args: &[&str], sessions: &[&[&[u8]]]) {
+    let (td, od) = (shared_tempdir(), shared_tempdir());
+    let Some((theirs, ours)) = both(test, args, Some((td.path(), od.path()))) else {
+        return;
+    };
+    for chunks in sessions {
+        let want = transcript(theirs.addr, chunks);
+        let got = transcript(ours.addr, chunks);
+        assert_eq!(got, want, "args {args:?}");
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        dump_files(od.path()),
+        dump_files(td.path()),
+        "args {args:?}"
+    );
+    let (t, o) = (theirs.kill(), ours.kill());
+    assert_eq!(o.stderr_text(), t.stderr_text(), "stderr, args {args:?}");
+}
+
+#[test]
+fn dumps() {
+    let sessions: &[&[&[u8]]] = &[
+        &[b"EHLO   client.example  extra\r\nMAIL FROM :  <x>\r\nRCPT TO::: <y>\r\nRCPT TO:<z\x01>\r\nDATA\r\n",
+          b"x\n.\ny\r\n.\r\r\n.z\r\n..\r\n.\r\n",
+          b"MAIL FROM:<s@x> SIZE=10\r\nRCPT TO:<b>\r\nRSET\r\n",
+          b"HELO h\r\nMAIL\r\nRCPT\r\nDATA\r\n.\r\n",
+          b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\nabc\r\n"],
+        &[b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\n.\r\nEHLO\r\nMAIL\r\nRCPT\r\nDATA\r\n\x00\xff8bit\r\n.\r\nQUIT\r\n"],
+    ];
+    compare_dumps("dumps", &["-d", "dumps/%Y/x."], sessions);
+    compare_dumps(
+        "dumps",
+        &["-d", "x.", "-S", "A\\tB\\101\\0x", "-h", "mx", "-L"],
+        &[&[b"LHLO l\r\nMAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\nhi\r\n.\r\nQUIT\r\n"]],
+    );
+    compare_dumps(
+        "dumps",
+        &["-D", "sub/shared-%Y", "-S", "START\\n"],
+        sessions,
+    );
+}
+
+#[test]
+fn usage_and_validation_errors() {
+    let Some(reference) = postfix("usage_and_validation_errors") else {
+        return;
+    };
+    let user = common::sink_user_args();
+    let cases: Vec<Vec<&str>> = vec![
+        vec![],
+        vec!["127.0.0.1:0"],
+        vec!["127.0.0.1:0", "0"],
+        vec!["127.0.0.1:0", "abc"],
+        vec!["-x", "127.0.0.1:0", "1"],
+        vec!["-A", "1x", "127.0.0.1:0", "1"],
+        vec!["-b", "550", "127.0.0.1:0", "1"],
+        vec!["-B", "5000", "127.0.0.1:0", "1"],
+        vec!["-f", "FOO", "127.0.0.1:0", "1"],
+        vec!["-W", "data", "127.0.0.1:0", "1"],
+        vec!["-W", "DATA:0", "127.0.0.1:0", "1"],
+        vec!["-W", "data:1:100", "127.0.0.1:0", "1"],
+        vec!["-w", "0", "127.0.0.1:0", "1"],
+        vec!["-t", "0", "127.0.0.1:0", "1"],
+        vec!["-m", "0", "127.0.0.1:0", "1"],
+        vec!["-M", "0", "127.0.0.1:0", "1"],
+        vec!["-n", "0", "127.0.0.1:0", "1"],
+        vec!["-H", "0", "127.0.0.1:0", "1"],
+        vec!["-T", "0", "127.0.0.1:0", "1"],
+        vec!["-d", "a", "-D", "b", "127.0.0.1:0", "1"],
+        vec!["[::1]", "1"],
+        vec!["localhost", "1"],
+        vec!["1.2.3.4:0", "1"],
+        vec!["-4", "[::1]:0", "1"],
+        vec!["unix:/nonexistent/dir/sock", "1"],
+        vec!["-u", "no-such-user-xyz", "127.0.0.1:0", "1"],
+    ];
+    // Postfix sleeps 1 s before each fatal exit (S1): run the cases in parallel.
+    let handles: Vec<_> = cases
+        .into_iter()
+        .map(|case| {
+            let reference = reference.clone();
+            let mut argv: Vec<String> = if case.contains(&"-u") {
+                Vec::new()
+            } else {
+                user.clone()
+            };
+            argv.extend(case.iter().map(|s| s.to_string()));
+            std::thread::spawn(move || {
+                let t = common::run(&reference, "smtp-sink", &argv);
+                let o = common::run(&our_sink(), "smtp-sink", &argv);
+                (argv, t, o)
+            })
+        })
+        .collect();
+    for h in handles {
+        let (argv, t, o) = h.join().expect("thread");
+        assert_eq!(o.code(), t.code(), "status {argv:?}");
+        assert_eq!(o.stderr_text(), t.stderr_text(), "stderr {argv:?}");
+    }
+}

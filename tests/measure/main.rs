@@ -1,0 +1,12 @@
+//! Measurement extensions (latency, throughput and counter reports) of
+//! both tools, one test binary: the source's and the sink's reports, and
+//! the two measured through a real Postfix MTA.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod metrics;
+mod mta;
+mod sink;
+mod source;
+mod timeline;

@@ -58,7 +58,7 @@ impl Cmd {
     /// Number of commands (size of per-command tables).
     pub const COUNT: usize = 17;
 
-    /// Every command, in table order (Postfix's, then the issue #7
+    /// Every command, in table order (Postfix's, then the TLS and CHUNKING
     /// extensions).
     pub const ALL: [Cmd; Cmd::COUNT] = [
         Cmd::Connect,
@@ -128,7 +128,7 @@ impl Cmd {
     }
 }
 
-/// Which extension command names exist (issue #7).
+/// Which extension command names exist.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Extensions {
     /// `starttls`: a certificate is configured.
@@ -148,7 +148,7 @@ pub enum TlsIdentity {
     SelfSigned,
 }
 
-/// TLS service (issue #7).
+/// TLS service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsOptions {
     /// The certificate.
@@ -158,7 +158,7 @@ pub struct TlsOptions {
     pub implicit: bool,
 }
 
-/// SMTP AUTH service (issue #7).
+/// SMTP AUTH service.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AuthOptions {
     /// `--auth-fail`: answer every exchange with 535.
@@ -291,7 +291,7 @@ pub struct SinkConfig {
     pub chunking: bool,
     /// `--smtputf8`: announce SMTPUTF8; dumps keep UTF-8 arguments.
     pub smtputf8: bool,
-    /// The measurement long options (issue #6); all off by default.
+    /// The measurement long options; all off by default.
     pub measure: SinkOptions,
 }
 
@@ -486,7 +486,7 @@ const fn long(name: &'static str, value: Option<&'static str>, help: &'static st
     LongOpt { name, value, help }
 }
 
-/// Long options (issue #7); none of them exists in Postfix, so without
+/// Long options (TLS, AUTH, CHUNKING, SMTPUTF8); none of them exists in Postfix, so without
 /// them every byte stays Postfix's.
 const LONGS: &[LongOpt] = &[
     long(
@@ -536,7 +536,7 @@ const LONGS: &[LongOpt] = &[
     ),
 ];
 
-/// The issue #7 options, then the measurement options (issue #6).
+/// The extension options, then the measurement options.
 const ALL_LONGS: [LongOpt; LONGS.len() + SINK_LONGS.len()] = args::join_longs(LONGS, SINK_LONGS);
 
 pub const SPEC: ToolSpec = ToolSpec {

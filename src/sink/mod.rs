@@ -90,7 +90,7 @@ fn client_addr(peer: Option<SocketAddr>, family: Family) -> ClientAddr {
     }
 }
 
-/// The TLS acceptor for `--tls-cert`/`--tls-self-signed` (issue #7).
+/// The TLS acceptor for `--tls-cert`/`--tls-self-signed`.
 fn server_tls(config: &SinkConfig, tls: &TlsOptions) -> Result<session::ServerTls> {
     use crate::tls::server::{acceptor, Identity};
     let identity = match &tls.identity {
@@ -159,7 +159,7 @@ impl Server {
         self.local_addr
     }
 
-    /// The measurements (issue #6), when a measurement option is on: the
+    /// The measurements, when a measurement option is on: the
     /// caller may print the tracking report itself (on a signal) with
     /// [`SinkMeasure::finish`].
     pub fn measure(&self) -> Option<Arc<SinkMeasure>> {

@@ -73,15 +73,18 @@ pub(super) fn tcp_listener(
             diag::warning(&format!("setsockopt SO_RCVBUF {size}: {}", errno_text(&e)));
         }
     }
-    socket
-        .listen(config.backlog)
-        .map_err(|e| io_fatal("listen", &e))?;
-    socket
-        .set_nonblocking(true)
-        .map_err(|e| io_fatal("fcntl(O_NONBLOCK)", &e))?;
+    listen(&socket, config.backlog)?;
     let listener: std::net::TcpListener = socket.into();
     let local = listener.local_addr().unwrap_or(addr);
     Ok((StdListener::Tcp(listener), local))
+}
+
+/// Listen with the operand's backlog, non-blocking for the runtime.
+fn listen(socket: &Socket, backlog: i32) -> Result<()> {
+    socket.listen(backlog).map_err(|e| io_fatal("listen", &e))?;
+    socket
+        .set_nonblocking(true)
+        .map_err(|e| io_fatal("fcntl(O_NONBLOCK)", &e))
 }
 
 /// Listen on `path`, taken from [`Endpoint::Unix`]: `endpoint::parse_sink`
@@ -104,12 +107,7 @@ pub(super) fn unix_listener(config: &SinkConfig, path: &Path) -> Result<StdListe
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
             .map_err(|e| io_fatal(&format!("chmod socket {shown}"), &e))?;
     }
-    socket
-        .listen(config.backlog)
-        .map_err(|e| io_fatal("listen", &e))?;
-    socket
-        .set_nonblocking(true)
-        .map_err(|e| io_fatal("fcntl(O_NONBLOCK)", &e))?;
+    listen(&socket, config.backlog)?;
     Ok(StdListener::Unix(socket.into()))
 }
 

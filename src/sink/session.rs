@@ -91,7 +91,7 @@ pub(crate) struct Shared {
     pub timeout: Duration,
     /// `--tls-cert`/`--tls-self-signed`: the TLS acceptor.
     pub tls: Option<ServerTls>,
-    /// Measurements (issue #6); `None` without a measurement option.
+    /// Measurements; `None` without a measurement option.
     pub measure: Option<std::sync::Arc<SinkMeasure>>,
 }
 

@@ -26,7 +26,8 @@ use crate::proto::date;
 
 /// Mode of dump files (Postfix 3.12 forces it regardless of umask, S8).
 const FILE_MODE: u32 = 0o644;
-/// Mode of directories created for dump files.
+/// Mode asked for directories created for dump files; the process umask
+/// applies, as with Postfix's `mkdir(2)` (spec §16.1). Only files are forced.
 const DIR_MODE: u32 = 0o755;
 /// Postfix's `mail_file_open` gives up after this many name clashes.
 const MAX_NAME_TRIES: usize = 100;
@@ -46,19 +47,32 @@ fn show(path: &Path) -> String {
     String::from_utf8_lossy(path.as_os_str().as_bytes()).into_owned()
 }
 
-/// Whether the process umask would strip bits of 0644/0755 (then created
-/// files and directories get an explicit chmod). Read once.
+/// Whether the process umask would strip bits of 0644 (then created files
+/// get an explicit chmod, S8). Read once.
 fn umask_strips() -> bool {
     static STRIPS: OnceLock<bool> = OnceLock::new();
-    *STRIPS.get_or_init(|| {
+    *STRIPS.get_or_init(|| process_umask() & FILE_MODE != 0)
+}
+
+/// The process umask. Read from `/proc/self/status` (Linux 4.7+) so that no
+/// other thread's `mkdir` can see a temporarily changed mask; elsewhere set
+/// and restored at once.
+fn process_umask() -> u32 {
+    let from_proc = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("Umask:"))?;
+            u32::from_str_radix(line["Umask:".len()..].trim(), 8).ok()
+        });
+    from_proc.unwrap_or_else(|| {
         use nix::sys::stat::{umask, Mode};
         let old = umask(Mode::from_bits_truncate(0o022));
         umask(old);
-        old.bits() & 0o755 != 0
+        old.bits()
     })
 }
 
-/// Create the parent directories of `path` (mode 0755).
+/// Create the parent directories of `path` (mode 0755 less the umask).
 fn make_parents(path: &Path) -> Result<(), String> {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => make_dirs(dir),
@@ -68,12 +82,7 @@ fn make_parents(path: &Path) -> Result<(), String> {
 
 fn make_dirs(dir: &Path) -> Result<(), String> {
     match DirBuilder::new().mode(DIR_MODE).create(dir) {
-        Ok(()) => {
-            if umask_strips() {
-                let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE));
-            }
-            Ok(())
-        }
+        Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             make_parents(dir)?;
@@ -85,12 +94,7 @@ fn make_dirs(dir: &Path) -> Result<(), String> {
 
 fn make_dirs_once(dir: &Path) -> Result<(), String> {
     match DirBuilder::new().mode(DIR_MODE).create(dir) {
-        Ok(()) => {
-            if umask_strips() {
-                let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE));
-            }
-            Ok(())
-        }
+        Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(format!("mkdir {}: {}", show(dir), errno_text(&e))),
     }

@@ -414,6 +414,10 @@ impl Listener {
         match self {
             Listener::Tcp(l) => {
                 let (s, peer) = l.accept().await?;
+                // Replies are already batched per write (spec §18); no write
+                // may wait for a delayed ACK behind a large one (Nagle).
+                // Timing only, never bytes; a failure costs speed, not mail.
+                let _ = s.set_nodelay(true);
                 Ok(Accepted::Tcp(s, peer))
             }
             Listener::Unix(l) => {
@@ -421,5 +425,27 @@ impl Listener {
                 Ok(Accepted::Unix(s))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_tcp_connections_have_nodelay() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let listener = Listener::Tcp(l);
+        let (accepted, client) =
+            tokio::join!(listener.accept(), tokio::net::TcpStream::connect(addr));
+        let _client = client.unwrap();
+        let Ok(Accepted::Tcp(stream, _)) = accepted else {
+            panic!("TCP accept failed");
+        };
+        assert!(
+            stream.nodelay().unwrap(),
+            "TCP_NODELAY not set on the accepted socket"
+        );
     }
 }

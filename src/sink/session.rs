@@ -748,6 +748,11 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         if shared.config.counters {
             shared.counters.print();
         }
+        if shared.config.verbose > 0 {
+            // The end of data is handled as the command line `.` (spec §10),
+            // and Postfix logs it like every command line (§17).
+            diag::info(".");
+        }
         let flow = self.dispatch(Cmd::Dot, b".", b"").await;
         if shared.config.message_quit == Some(mesg) {
             // S2: the reply to this `.` and everything before it are

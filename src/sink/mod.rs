@@ -276,12 +276,14 @@ impl Server {
                 (l, Some(a))
             }
         };
+        // Bound like the SMTP listener, before privileges are dropped.
+        let measure = SinkMeasure::new(&config.measure, &Cmd::ALL.map(Cmd::name))?;
         drop_privileges(&config)?;
         if config.uses_syslog() {
             syslog::open(basename(diag::prog()));
         }
         Ok(Server {
-            measure: SinkMeasure::new(&config.measure).map(Arc::new),
+            measure: measure.map(Arc::new),
             config,
             tls,
             listener,
@@ -316,6 +318,10 @@ impl Server {
             config: self.config,
         });
         let _stats = shared.measure.as_ref().and_then(|m| m.spawn_stats());
+        let _metrics = match &shared.measure {
+            Some(m) => m.serve_metrics()?,
+            None => None,
+        };
         let listener = match self.listener {
             StdListener::Tcp(l) => Listener::Tcp(
                 tokio::net::TcpListener::from_std(l).map_err(|e| io_fatal("listen", &e))?,

@@ -517,12 +517,15 @@ fn verbose_lines(stderr: &str) -> Vec<String> {
         .collect()
 }
 
+/// Client sessions, each a list of writes.
+type Sessions<'a> = &'a [&'a [&'a [u8]]];
+
 /// Spec §17: `-v` logs every command line, and the end of data as the line
 /// `.` (spec §10), over whole sessions: step by step, pipelined, LMTP.
 #[test]
 fn verbose_output_over_whole_sessions() {
     let message = b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\nbody\r\n.\r\n" as &[u8];
-    let cases: &[(&[&str], &[&[&[u8]]])] = &[
+    let cases: &[(&[&str], Sessions)] = &[
         (
             &["-v"],
             &[

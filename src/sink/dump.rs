@@ -22,12 +22,12 @@ use std::sync::{Mutex, OnceLock};
 use rand::Rng;
 
 use super::config::DumpMode;
+use crate::diag::{errno_text, show_path};
 use crate::proto::date;
 
 /// Mode of dump files (Postfix 3.12 forces it regardless of umask, S8).
 const FILE_MODE: u32 = 0o644;
-/// Mode asked for directories created for dump files; the process umask
-/// applies, as with Postfix's `mkdir(2)` (spec §16.1). Only files are forced.
+/// Mode of directories created for dump files.
 const DIR_MODE: u32 = 0o755;
 /// Postfix's `mail_file_open` gives up after this many name clashes.
 const MAX_NAME_TRIES: usize = 100;
@@ -35,28 +35,16 @@ const MAX_NAME_TRIES: usize = 100;
 /// staying modest for many concurrent transactions.
 const DUMP_BUFFER: usize = 32 * 1024;
 
-/// The text of an errno, as `%m` prints it.
-pub(crate) fn errno_text(err: &io::Error) -> String {
-    match err.raw_os_error() {
-        Some(code) => nix::errno::Errno::from_raw(code).desc().to_string(),
-        None => err.to_string(),
-    }
-}
-
-fn show(path: &Path) -> String {
-    String::from_utf8_lossy(path.as_os_str().as_bytes()).into_owned()
-}
-
-/// Whether the process umask would strip bits of 0644 (then created files
-/// get an explicit chmod, S8). Read once.
+/// Whether the process umask would strip bits of 0644 (then created dump
+/// files get an explicit chmod, S8). Read once.
 fn umask_strips() -> bool {
     static STRIPS: OnceLock<bool> = OnceLock::new();
     *STRIPS.get_or_init(|| process_umask() & FILE_MODE != 0)
 }
 
-/// The process umask. Read from `/proc/self/status` (Linux 4.7+) so that no
-/// other thread's `mkdir` can see a temporarily changed mask; elsewhere set
-/// and restored at once.
+/// The process umask. Read from `/proc/self/status` (Linux 4.7+) so that a
+/// `mkdir` in another session's thread never runs under a temporarily
+/// changed mask; elsewhere set and restored at once.
 fn process_umask() -> u32 {
     let from_proc = std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -72,7 +60,7 @@ fn process_umask() -> u32 {
     })
 }
 
-/// Create the parent directories of `path` (mode 0755 less the umask).
+/// Create the parent directories of `path` (mode 0755).
 fn make_parents(path: &Path) -> Result<(), String> {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => make_dirs(dir),
@@ -80,23 +68,21 @@ fn make_parents(path: &Path) -> Result<(), String> {
     }
 }
 
+/// Create `dir` and its missing parents with mkdir(2) mode 0755, so they get
+/// 0755 less the process umask exactly as Postfix's directories do; only
+/// dump files are forced to 0644.
 fn make_dirs(dir: &Path) -> Result<(), String> {
-    match DirBuilder::new().mode(DIR_MODE).create(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+    let mkdir = |dir: &Path| match DirBuilder::new().mode(DIR_MODE).create(dir) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
+        _ => Ok(()),
+    };
+    let failed = |e: io::Error| format!("mkdir {}: {}", show_path(dir), errno_text(&e));
+    match mkdir(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             make_parents(dir)?;
-            make_dirs_once(dir)
+            mkdir(dir).map_err(failed)
         }
-        Err(e) => Err(format!("mkdir {}: {}", show(dir), errno_text(&e))),
-    }
-}
-
-fn make_dirs_once(dir: &Path) -> Result<(), String> {
-    match DirBuilder::new().mode(DIR_MODE).create(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(format!("mkdir {}: {}", show(dir), errno_text(&e))),
+        result => result.map_err(failed),
     }
 }
 
@@ -136,7 +122,7 @@ fn create_unique(prefix: &[u8]) -> Result<(File, PathBuf, u32), String> {
                 return Ok((file, path, id));
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(format!("open {}: {}", show(&path), errno_text(&e))),
+            Err(e) => return Err(format!("open {}: {}", show_path(&path), errno_text(&e))),
         }
     }
     Err("mail_file_open: something is looping".to_string())
@@ -184,7 +170,7 @@ impl Dump {
             DumpMode::PerMessage(_) => None,
             DumpMode::Shared(_) => {
                 std::fs::remove_file(&path)
-                    .map_err(|e| format!("unlink {}: {}", show(&path), errno_text(&e)))?;
+                    .map_err(|e| format!("unlink {}: {}", show_path(&path), errno_text(&e)))?;
                 Some(PathBuf::from(OsStr::from_bytes(&expanded)))
             }
         };
@@ -283,7 +269,11 @@ impl Dump {
             }
         }
         if let Some(e) = self.error.take() {
-            return Err(format!("write {}: {}", show(&self.path), errno_text(&e)));
+            return Err(format!(
+                "write {}: {}",
+                show_path(&self.path),
+                errno_text(&e)
+            ));
         }
         let Some(shared) = self.shared.take() else {
             return Ok(());
@@ -293,7 +283,7 @@ impl Dump {
             Err(e) => {
                 return Err(format!(
                     "write {}: {}",
-                    show(&self.path),
+                    show_path(&self.path),
                     errno_text(e.error())
                 ))
             }
@@ -315,7 +305,7 @@ static APPEND_LOCK: Mutex<()> = Mutex::new(());
 
 fn append(temp: &mut File, temp_path: &Path, shared: &Path) -> Result<(), String> {
     temp.seek(SeekFrom::Start(0))
-        .map_err(|e| format!("seek file {}: {}", show(temp_path), errno_text(&e)))?;
+        .map_err(|e| format!("seek file {}: {}", show_path(temp_path), errno_text(&e)))?;
     let open = || {
         OpenOptions::new()
             .append(true)
@@ -329,7 +319,8 @@ fn append(temp: &mut File, temp_path: &Path, shared: &Path) -> Result<(), String
         make_parents(shared)?;
         result = open();
     }
-    let mut target = result.map_err(|e| format!("open {}: {}", show(shared), errno_text(&e)))?;
+    let mut target =
+        result.map_err(|e| format!("open {}: {}", show_path(shared), errno_text(&e)))?;
     if target.metadata().is_ok_and(|m| m.len() == 0) {
         force_mode(&target); // newly created: exactly 0644 (S8)
     }
@@ -339,11 +330,17 @@ fn append(temp: &mut File, temp_path: &Path, shared: &Path) -> Result<(), String
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("read file {}: {}", show(temp_path), errno_text(&e))),
+            Err(e) => {
+                return Err(format!(
+                    "read file {}: {}",
+                    show_path(temp_path),
+                    errno_text(&e)
+                ))
+            }
         };
         target
             .write_all(&buf[..n])
-            .map_err(|e| format!("append file {}: {}", show(shared), errno_text(&e)))?;
+            .map_err(|e| format!("append file {}: {}", show_path(shared), errno_text(&e)))?;
     }
     Ok(())
 }

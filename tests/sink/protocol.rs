@@ -205,43 +205,6 @@ fn lmtp_replies_per_recipient() {
     );
 }
 
-/// Deviation S9 (spec §21): after MAIL and a stray `.`, DATA gets `503`
-/// and the session stays in command mode: the lines after it are commands
-/// with their own replies, not message content.
-#[test]
-fn lmtp_data_refused_after_stray_dot_stays_in_command_mode_s9() {
-    let sink = ours(&["-L"]);
-    let step = |c: &mut Client, input: &[u8], n: usize| {
-        c.send(input);
-        c.replies(n)
-    };
-    let mut c = Client::connect(sink.addr);
-    c.reply();
-    assert_eq!(step(&mut c, b"LHLO x\r\n", 1), EHLO_FULL);
-    // One line per write, as an interactive client sends them.
-    assert_eq!(step(&mut c, b"MAIL FROM:<a>\r\n", 1), b"250 2.1.0 Ok\r\n");
-    c.send(b".\r\n");
-    assert_eq!(
-        step(&mut c, b"DATA\r\n", 1),
-        b"503 5.5.1 Error: need RCPT command\r\n"
-    );
-    assert_eq!(
-        step(&mut c, b"hello\r\n", 1),
-        b"500 5.5.1 Error: unknown command\r\n"
-    );
-    assert_eq!(step(&mut c, b"NOOP\r\n", 1), b"250 2.0.0 Ok\r\n");
-    // The same pipelined in one write.
-    assert_eq!(
-        step(
-            &mut c,
-            b"RSET\r\nMAIL FROM:<a>\r\n.\r\nDATA\r\nhello\r\n.\r\nVRFY x\r\nQUIT\r\n",
-            6
-        ),
-        b"250 2.1.0 Ok\r\n250 2.1.0 Ok\r\n503 5.5.1 Error: need RCPT command\r\n\
-          500 5.5.1 Error: unknown command\r\n250 2.0.0 Ok\r\n221 Bye\r\n"
-    );
-}
-
 #[test]
 fn lmtp_hard_error_dot() {
     let sink = ours(&["-L", "-f", "."]);
@@ -395,4 +358,44 @@ fn replies_wait_while_input_is_pending() {
         b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n\
           250 2.0.0 Ok\r\n"
     );
+}
+
+/// S9: after MAIL and a stray `.`, a DATA that gets 503 leaves the session
+/// in command mode: the lines that follow (in the same write or later) are
+/// commands with their own replies, never swallowed as message content.
+#[test]
+fn lmtp_refused_data_stays_in_command_mode() {
+    let sink = ours(&["-L"]);
+    let (_, r) = converse(
+        sink.addr,
+        b"LHLO x\r\nMAIL FROM:<a>\r\n.\r\nDATA\r\nNOOP\r\nRCPT TO:<b>\r\nDATA\r\nx\r\n.\r\nQUIT\r\n",
+        8,
+    );
+    let r = String::from_utf8_lossy(&r);
+    let finals: Vec<&str> = r
+        .lines()
+        .filter(|l| l.as_bytes().get(3) == Some(&b' '))
+        .collect();
+    assert_eq!(
+        finals,
+        [
+            "250 ",
+            "250 2.1.0 Ok",
+            "503 5.5.1 Error: need RCPT command",
+            "250 2.0.0 Ok",
+            "250 2.1.5 Ok",
+            "354 End data with <CR><LF>.<CR><LF>",
+            "250 2.2.0 Ok",
+            "221 Bye",
+        ]
+    );
+    // Separate writes: the refused DATA still leaves command mode.
+    let mut c = sink.client();
+    c.reply();
+    c.send(b"LHLO x\r\nMAIL FROM:<a>\r\n.\r\nDATA\r\n");
+    c.replies(3);
+    c.send(b"NOOP\r\n");
+    assert_eq!(c.reply(), b"250 2.0.0 Ok\r\n");
+    c.send(b"RSET\r\n");
+    assert_eq!(c.reply(), b"250 2.1.0 Ok\r\n");
 }

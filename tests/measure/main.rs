@@ -6,6 +6,7 @@
 mod common;
 
 mod mta;
+mod shard;
 mod sink;
 mod source;
 mod timeline;

@@ -81,7 +81,8 @@ fn manifests_are_valid_kubernetes_objects() {
     for f in &files {
         let name = f.to_string_lossy();
         assert!(
-            text.lines().any(|l| l.contains(&*name) && l.contains("passed")),
+            text.lines()
+                .any(|l| l.contains(&*name) && l.contains("passed")),
             "{name} not validated:\n{text}"
         );
     }

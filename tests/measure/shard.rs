@@ -79,6 +79,8 @@ fn an_indexed_job_of_four_shards_sends_one_run_exactly() {
                 "203",
                 "-l",
                 "300",
+                "--rate",
+                "2000",
                 &ep,
             ];
             pod(i, 4, &args.map(String::from))
@@ -106,7 +108,7 @@ fn an_indexed_job_of_four_shards_sends_one_run_exactly() {
     assert_eq!(t["runs"][0]["gaps"], 0);
 
     // Each shard: its part of -m (203 = 51 + 51 + 51 + 50), of -s (6 = 2 +
-    // 2 + 1 + 1), its shard and the run id.
+    // 2 + 1 + 1) and of --rate, its shard and the run id.
     let shards: Vec<Value> = files.iter().map(|f| read_json(f)).collect();
     for (i, r) in shards.iter().enumerate() {
         let want = if i < 3 { 51 } else { 50 };
@@ -117,6 +119,7 @@ fn an_indexed_job_of_four_shards_sends_one_run_exactly() {
             "shard {i}"
         );
         assert_eq!(r["run_ids"], serde_json::json!([RUN]));
+        assert_eq!(r["target_rate"], 500.0, "a quarter of --rate");
         assert_eq!(r["shard"], serde_json::json!({"count": 4, "indices": [i]}));
         let (start, end) = (&r["start_epoch_us"], &r["end_epoch_us"]);
         assert!(start.as_u64() <= end.as_u64() && start.is_u64(), "{r}");
@@ -144,6 +147,7 @@ fn an_indexed_job_of_four_shards_sends_one_run_exactly() {
         assert_eq!(value.as_u64(), Some(sum), "{name}");
     }
     assert_eq!(m["counters"]["accepted"], MESSAGES);
+    assert_eq!(m["target_rate"], 2000.0);
     for key in ["message", "helo", "dot"] {
         assert_eq!(
             percentiles(&m, key),

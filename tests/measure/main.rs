@@ -7,6 +7,7 @@ mod common;
 
 mod metrics;
 mod mta;
+mod shard;
 mod sink;
 mod source;
 mod timeline;

@@ -14,10 +14,18 @@ use std::time::Duration;
 use crate::args::LongOpt;
 use crate::diag::{Error, Result};
 
+use super::search::options::{FindRaw, FIND_LONGS};
+use super::search::SearchConfig;
 use super::{rate, stats, timeline};
 
-/// smtp-source's measurement options, for its `ToolSpec`.
-pub const SOURCE_LONGS: &[LongOpt] = &[
+/// smtp-source's measurement options and the capacity search's, for its
+/// `ToolSpec`.
+pub const SOURCE_LONGS: &[LongOpt] = &crate::args::join_longs::<
+    { MEASURE_LONGS.len() + FIND_LONGS.len() },
+>(MEASURE_LONGS, FIND_LONGS);
+
+/// smtp-source's measurement options.
+const MEASURE_LONGS: &[LongOpt] = &[
     LongOpt {
         name: "report",
         value: Some("[timeline]"),
@@ -156,6 +164,10 @@ pub struct SourceOptions {
     pub count_given: bool,
     /// `--merge`: the report files (the operands).
     pub files: Vec<OsString>,
+    /// The capacity-search options as given.
+    pub find: FindRaw,
+    /// `--find-max`: the checked search.
+    pub search: Option<SearchConfig>,
 }
 
 fn text(value: &[u8]) -> String {
@@ -224,15 +236,20 @@ impl SourceOptions {
                 }
             }
             "track" => self.track = true,
-            _ => return Ok(false),
+            _ => return Ok(self.find.apply(name, value)),
         }
         Ok(true)
     }
 
     /// Checks across options, once all are known. `counter` is `-c`.
-    pub fn check(&self, counter: bool) -> Result<()> {
+    pub fn check(&mut self, counter: bool) -> Result<()> {
         if counter && self.json == Some(JsonOut::Stdout) && !self.merge {
             return Err(Error::fatal("--json - cannot be used with -c"));
+        }
+        let open_loop = self.rate.is_some() || self.duration.is_some();
+        self.search = self.find.check(open_loop)?;
+        if self.search.is_some() && self.merge {
+            return Err(Error::fatal("--find-max cannot be used with --merge"));
         }
         Ok(())
     }
@@ -266,7 +283,11 @@ impl SourceOptions {
 
     /// Whether any measurement option changes a run.
     pub fn any(&self) -> bool {
-        self.records() || self.rate.is_some() || self.duration.is_some() || self.track
+        self.records()
+            || self.rate.is_some()
+            || self.duration.is_some()
+            || self.track
+            || self.search.is_some()
     }
 }
 
@@ -407,11 +428,11 @@ mod tests {
             fatal(source(&[("duration", "0s")])),
             "bad --duration value: 0s"
         );
-        let o = source(&[("json", "-")]).expect("valid");
+        let mut o = source(&[("json", "-")]).expect("valid");
         assert_eq!(o.json, Some(JsonOut::Stdout));
         assert_eq!(fatal(o.check(true)), "--json - cannot be used with -c");
         assert!(o.check(false).is_ok());
-        let m = source(&[("json", "-"), ("merge", "")]).expect("valid");
+        let mut m = source(&[("json", "-"), ("merge", "")]).expect("valid");
         assert!(
             m.check(true).is_ok(),
             "--merge sends nothing, so -c prints nothing"
@@ -436,6 +457,7 @@ mod tests {
 
     #[test]
     fn long_option_names_are_unique() {
+        assert_eq!(SOURCE_LONGS.len(), MEASURE_LONGS.len() + FIND_LONGS.len());
         for longs in [SOURCE_LONGS, SINK_LONGS] {
             let mut names: Vec<&str> = longs.iter().map(|o| o.name).collect();
             names.sort_unstable();

@@ -8,6 +8,7 @@
 //! progress, first come first served, as Postfix does.
 
 pub mod config;
+mod find_max;
 pub mod message;
 mod net;
 mod session;
@@ -116,6 +117,15 @@ fn system_hostname() -> Result<Vec<u8>> {
 /// (the other sessions are dropped, which resets their connections). With
 /// `-c`, the final `\n` is written to stdout on success.
 pub async fn run(config: SourceConfig) -> Result<Summary> {
+    if let Some(search) = config.measure.search.clone() {
+        // --find-max: a series of open-loop runs.
+        return find_max::run(config, search).await;
+    }
+    run_plain(config).await
+}
+
+/// One run of `config` (see [`run`]); a step of `--find-max`.
+async fn run_plain(config: SourceConfig) -> Result<Summary> {
     if config.measure.merge {
         // --merge: combine reports, send nothing.
         measure::merge_files(&config.measure)?;

@@ -162,7 +162,13 @@ impl Search {
         } else {
             self.cfg.step
         };
-        let plan = |rate: f64, kind| Some(Plan { rate, duration: step, kind });
+        let plan = |rate: f64, kind| {
+            Some(Plan {
+                rate,
+                duration: step,
+                kind,
+            })
+        };
         match (self.lo, self.hi) {
             (None, None) => plan(self.cfg.start, StepKind::Ramp),
             (Some(lo), None) if lo >= MAX_RATE => self.confirm(lo),

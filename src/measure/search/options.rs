@@ -138,10 +138,11 @@ fn sink_url(text: &str) -> Option<SinkUrl> {
     let authority = rest.strip_suffix('/').unwrap_or(rest);
     let (host, port) = authority.rsplit_once(':')?;
     let plain = |c: char| c.is_ascii_alphanumeric() || ".-[]:".contains(c);
-    (!host.is_empty() && host.chars().all(plain) && port.parse::<u16>().is_ok_and(|p| p > 0))
-        .then(|| SinkUrl {
+    (!host.is_empty() && host.chars().all(plain) && port.parse::<u16>().is_ok_and(|p| p > 0)).then(
+        || SinkUrl {
             authority: authority.to_string(),
-        })
+        },
+    )
 }
 
 impl FindRaw {
@@ -205,7 +206,8 @@ impl FindRaw {
                     .map_err(|why| bad(name, value, &why))?,
                 "sink-url" => {
                     c.sink = Some(
-                        sink_url(value).ok_or_else(|| bad(name, value, "expected http://HOST:PORT"))?,
+                        sink_url(value)
+                            .ok_or_else(|| bad(name, value, "expected http://HOST:PORT"))?,
                     );
                 }
                 _ => {}
@@ -290,7 +292,10 @@ mod tests {
     #[test]
     fn one_clear_line_per_bad_value() {
         let on = ("find-max", "");
-        assert_eq!(fatal(&[("find-start", "5")]), "--find-start needs --find-max");
+        assert_eq!(
+            fatal(&[("find-start", "5")]),
+            "--find-start needs --find-max"
+        );
         assert_eq!(
             fatal(&[on, ("find-start", "0")]),
             "bad --find-start value: 0 (msg/s > 0)"
@@ -316,7 +321,13 @@ mod tests {
             "bad --slo value: p42=1s (unknown objective p42 (p50, p90, p99, p99.9, max, \
              errors, delivery-p99))"
         );
-        for url in ["127.0.0.1:9100", "https://h:1", "http://h", "http://h:0", "http://:1"] {
+        for url in [
+            "127.0.0.1:9100",
+            "https://h:1",
+            "http://h",
+            "http://h:0",
+            "http://:1",
+        ] {
             assert_eq!(
                 fatal(&[on, ("sink-url", url)]),
                 format!("bad --sink-url value: {url} (expected http://HOST:PORT)")

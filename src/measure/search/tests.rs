@@ -114,17 +114,21 @@ async fn monotonic_model_finds_the_knee_within_the_precision() {
     // p99 = 50 ms / (1 - load) meets 500 ms up to 90% of 1000 msg/s.
     let (search, rates, lines) = run(config(10.0), queue(1000.0, 0.05, 0.0, 1)).await;
     let found = sustainable(&search);
-    assert!(
-        (900.0 / 1.05..=900.0).contains(&found),
-        "{found} {rates:?}"
-    );
+    assert!((900.0 / 1.05..=900.0).contains(&found), "{found} {rates:?}");
     // Ramp 10, 20, … 640 passes, 1280 fails, then bisection.
-    assert_eq!(&rates[..8], [10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 640.0, 1280.0]);
+    assert_eq!(
+        &rates[..8],
+        [10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 640.0, 1280.0]
+    );
     let last = search.steps().last().expect("steps");
     assert_eq!(last.kind, StepKind::Confirm);
     assert_eq!(last.duration_secs, 20.0);
     assert!(lines[7].contains("FAIL (achieved"), "{}", lines[7]);
-    assert!(lines[0].starts_with("step 1 ramp: offered 10.0 msg/s"), "{}", lines[0]);
+    assert!(
+        lines[0].starts_with("step 1 ramp: offered 10.0 msg/s"),
+        "{}",
+        lines[0]
+    );
     let text = answer(&search).expect("answer");
     assert!(text.starts_with("sustainable: "), "{text}");
 }
@@ -163,7 +167,10 @@ async fn no_knee_below_the_session_cap_finds_the_cap() {
         let (p99, elapsed) = if rate <= cap {
             (service, secs + service)
         } else {
-            (secs * (1.0 - cap / rate) + service, n as f64 / cap + service)
+            (
+                secs * (1.0 - cap / rate) + service,
+                n as f64 / cap + service,
+            )
         };
         StepMeasure {
             attempted: n,
@@ -199,7 +206,9 @@ async fn a_rate_limit_shows_as_errors() {
     let (search, _, lines) = run(config(10.0), f).await;
     let found = sustainable(&search);
     assert!((300.0 / 1.05..=303.0).contains(&found), "{found}");
-    assert!(lines.iter().any(|l| l.contains("errors ") && l.contains("% > 1%")));
+    assert!(lines
+        .iter()
+        .any(|l| l.contains("errors ") && l.contains("% > 1%")));
 }
 
 #[tokio::test(start_paused = true)]
@@ -210,9 +219,15 @@ async fn the_deadline_ends_the_search_before_a_step_that_would_overrun() {
     let (search, rates, _) = run(cfg, queue(1000.0, 0.05, 0.0, 1)).await;
     assert!(start.elapsed() <= Duration::from_secs(40));
     assert_eq!(rates, [10.0, 20.0, 40.0]);
-    assert_eq!(search.outcome(), Some(&Outcome::OutOfTime { best: Some(40.0) }));
+    assert_eq!(
+        search.outcome(),
+        Some(&Outcome::OutOfTime { best: Some(40.0) })
+    );
     let err = answer(&search).expect_err("out of time");
-    assert!(err.contains("ran out of time (--find-timeout 40s)"), "{err}");
+    assert!(
+        err.contains("ran out of time (--find-timeout 40s)"),
+        "{err}"
+    );
     assert!(err.ends_with("highest passing step: 40.0 msg/s"), "{err}");
 }
 
@@ -221,7 +236,11 @@ async fn a_failed_confirmation_moves_the_answer_down() {
     // Steps pass up to 900 msg/s while they are short; the long
     // confirmation steps pass only up to 700.
     let f: ModelFn = Box::new(|rate, d| {
-        let limit = if d > Duration::from_secs(10) { 700.0 } else { 900.0 };
+        let limit = if d > Duration::from_secs(10) {
+            700.0
+        } else {
+            900.0
+        };
         let n = (rate * d.as_secs_f64()).ceil() as u64;
         let p99 = if rate <= limit { 0.05 } else { 2.0 };
         StepMeasure {

@@ -1,0 +1,158 @@
+//! `smtp-source --find-max` against our sink: a tarpit whose capacity
+//! follows from its delay and `-s`, a first step that already fails, and
+//! the options' messages. Steps are 1 s so that each search stays well
+//! under a minute; every run is bounded by `--find-timeout` and a process
+//! timeout.
+
+use crate::common;
+
+use common::sink::{ours, shared_tempdir};
+use common::*;
+use std::time::Duration;
+
+/// Bound on one search process (its `--find-timeout` is shorter).
+const SEARCH_LIMIT: Duration = Duration::from_secs(90);
+
+fn search(args: &[&str]) -> Output {
+    Proc::spawn(&our_source(), "smtp-source", args).finish(SEARCH_LIMIT)
+}
+
+/// The rate of the `sustainable: N msg/s (…)` line.
+fn sustainable(out: &Output) -> f64 {
+    let text = out.stdout_text();
+    text.strip_prefix("sustainable: ")
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no answer: {text}\n{}", out.stderr_text()))
+}
+
+#[test]
+fn a_tarpit_sustains_sessions_over_delay() {
+    // Each message waits 1 s for its DATA reply (-w 1), and 10 sessions
+    // carry at most 10 messages a second: above that the backlog grows and
+    // the achieved rate stays behind the offered one.
+    let sink = ours(&["-w", "1"]);
+    let dir = shared_tempdir();
+    let json = dir.path().join("search.json");
+    let html = dir.path().join("search.html");
+    let ep = sink.addr.to_string();
+    let out = search(&[
+        "--find-max",
+        "--find-start",
+        "5",
+        "--find-step",
+        "1s",
+        "--find-precision",
+        "10%",
+        "--find-timeout",
+        "75s",
+        "--slo",
+        "p99=1500ms",
+        "--json",
+        json.to_str().expect("path"),
+        "--html",
+        html.to_str().expect("path"),
+        "-s",
+        "10",
+        &ep,
+    ]);
+    sink.kill();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr_text());
+    let rate = sustainable(&out);
+    assert!(
+        (8.5..=11.5).contains(&rate),
+        "{rate}: {}",
+        out.stderr_text()
+    );
+    let stderr = out.stderr_text();
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("smtp-source: step 1 ramp: offered 5.00 msg/s")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(": FAIL ("),
+        "a step above the knee fails: {stderr}"
+    );
+    let report = common::measure::read_json(&json);
+    let steps = report["search"]["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), stderr.matches(" msg/s, achieved ").count());
+    assert_eq!(report["search"]["outcome"]["result"], "sustainable");
+    let last = steps.last().expect("a step");
+    assert_eq!(last["kind"], "confirm");
+    assert_eq!(last["verdict"]["pass"], true);
+    assert_eq!(last["duration_secs"], 2.0);
+    let attempted: u64 = steps
+        .iter()
+        .map(|s| s["measure"]["attempted"].as_u64().expect("attempted"))
+        .sum();
+    assert_eq!(report["counters"]["attempted"], attempted);
+    assert!(report["timeline"]["intervals"]
+        .as_array()
+        .is_some_and(|i| !i.is_empty()));
+    let page = std::fs::read_to_string(&html).expect("html");
+    assert!(
+        page.contains("Achieved against offered rate"),
+        "html charts"
+    );
+    assert!(page.contains("Latency against offered rate"), "html charts");
+}
+
+#[test]
+fn a_failing_first_step_is_an_error_with_its_reasons() {
+    let sink = ours(&["-w", "1"]);
+    let ep = sink.addr.to_string();
+    let out = search(&[
+        "--find-max",
+        "--find-start",
+        "20",
+        "--find-step",
+        "1s",
+        "--slo",
+        "p99=1500ms",
+        "-s",
+        "2",
+        &ep,
+    ]);
+    sink.kill();
+    assert_eq!(out.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let stderr = out.stderr_text();
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(
+            "smtp-source: fatal: no sustainable rate: the first step (20.0 msg/s) failed: achieved "
+        ),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches(" msg/s, achieved ").count(), 1, "{stderr}");
+}
+
+#[test]
+fn bad_search_options_are_one_line() {
+    for (args, want) in [
+        (
+            &["--find-max", "--find-step", "1ms"][..],
+            "smtp-source: fatal: bad --find-step value: 1ms (a duration of at least 500ms)",
+        ),
+        (
+            &["--find-max", "--slo", "p99"][..],
+            "smtp-source: fatal: bad --slo value: p99 (expected NAME=VALUE, e.g. p99=500ms or errors=1%)",
+        ),
+        (
+            &["--find-max", "--rate", "5"][..],
+            "smtp-source: fatal: --find-max sets each step's rate and duration: not with --rate or --duration",
+        ),
+        (
+            &["--sink-url", "http://127.0.0.1:9"][..],
+            "smtp-source: fatal: --sink-url needs --find-max",
+        ),
+    ] {
+        let mut argv = args.to_vec();
+        argv.push("127.0.0.1:9");
+        let out = run(&our_source(), "smtp-source", &argv);
+        assert_eq!(out.code(), Some(1), "{args:?}");
+        assert_eq!(out.stderr_text(), format!("{want}\n"), "{args:?}");
+    }
+}

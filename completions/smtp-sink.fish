@@ -24,6 +24,7 @@ complete -c smtp-sink -l tls-cert -d 'Offer STARTTLS with this PEM certificate c
 complete -c smtp-sink -l tls-key -d 'PEM private key for --tls-cert (default: the --tls-cert file)' -r
 complete -c smtp-sink -l json -d 'Also write the tracking report as JSON to PATH at exit (implies --track)' -r
 complete -c smtp-sink -l stats -d 'Every SECONDS, print a line on stderr: sessions, messages, msg/s, MB/s' -r
+complete -c smtp-sink -l metrics -d 'Serve Prometheus metrics at http://ADDR/metrics and, with --track, the live tracking report at /runs (IP:PORT, port 0: any free port, printed on stderr)' -r
 complete -c smtp-sink -l help -d 'Print this help and exit'
 complete -c smtp-sink -l version -d 'Print the version and exit'
 complete -c smtp-sink -s 4 -d 'Listen on IPv4 only'

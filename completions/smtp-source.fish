@@ -23,6 +23,7 @@ complete -c smtp-source -l json -d 'Write the run report as JSON to PATH (\'-\':
 complete -c smtp-source -l rate -d 'Open loop: start N messages per second over all sessions, on schedule; latency counts from each message\'s intended start' -r
 complete -c smtp-source -l duration -d 'Start no message after D (e.g. 60s, 1m30s); without -m the message count is then unlimited' -r
 complete -c smtp-source -l progress -d 'Live status line on stderr (rate, sent, errors, p99) when stderr is a terminal; --progress=always also when it is not (one line per second)' -r
+complete -c smtp-source -l metrics -d 'Serve Prometheus metrics at http://ADDR/metrics (IP:PORT, port 0: any free port, printed on stderr)' -r
 complete -c smtp-source -l help -d 'Print this help and exit'
 complete -c smtp-source -l version -d 'Print the version and exit'
 complete -c smtp-source -s 4 -d 'Connect with IPv4 only'

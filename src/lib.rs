@@ -12,6 +12,7 @@ pub mod diag;
 pub mod endpoint;
 pub mod manpage;
 pub mod measure;
+pub mod metrics;
 pub mod proto;
 pub mod sink;
 pub mod source;

@@ -7,6 +7,7 @@
 //! this code.
 
 use std::ffi::{OsStr, OsString};
+use std::net::SocketAddr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -81,6 +82,12 @@ const MEASURE_LONGS: &[LongOpt] = &[
         help: "Stamp each message with X-Smtpstone-Run, X-Smtpstone-Seq and \
                X-Smtpstone-Sent headers for smtp-sink --track",
     },
+    LongOpt {
+        name: "metrics",
+        value: Some("ADDR"),
+        help: "Serve Prometheus metrics at http://ADDR/metrics (IP:PORT, port 0: any free \
+               port, printed on stderr)",
+    },
 ];
 
 /// smtp-sink's measurement options, for its `ToolSpec`.
@@ -101,6 +108,12 @@ pub const SINK_LONGS: &[LongOpt] = &[
         name: "stats",
         value: Some("SECONDS"),
         help: "Every SECONDS, print a line on stderr: sessions, messages, msg/s, MB/s",
+    },
+    LongOpt {
+        name: "metrics",
+        value: Some("ADDR"),
+        help: "Serve Prometheus metrics at http://ADDR/metrics and, with --track, the live \
+               tracking report at /runs (IP:PORT, port 0: any free port, printed on stderr)",
     },
 ];
 
@@ -159,6 +172,8 @@ pub struct SourceOptions {
     pub progress: ProgressMode,
     /// `--track`.
     pub track: bool,
+    /// `--metrics ADDR`.
+    pub metrics: Option<SocketAddr>,
     /// `-m` was given (with `--duration` and no `-m`, the count is
     /// unlimited).
     pub count_given: bool,
@@ -172,6 +187,19 @@ pub struct SourceOptions {
 
 fn text(value: &[u8]) -> String {
     String::from_utf8_lossy(value).into_owned()
+}
+
+/// A `--metrics` address: IP:PORT (`[v6]:PORT`).
+fn metrics_addr(value: &[u8]) -> Result<SocketAddr> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| {
+            Error::fatal(format!(
+                "bad --metrics address: {} (want IP:PORT, e.g. 127.0.0.1:9100)",
+                text(value)
+            ))
+        })
 }
 
 impl SourceOptions {
@@ -236,6 +264,7 @@ impl SourceOptions {
                 }
             }
             "track" => self.track = true,
+            "metrics" => self.metrics = Some(metrics_addr(value)?),
             _ => return Ok(self.find.apply(name, value)),
         }
         Ok(true)
@@ -245,6 +274,9 @@ impl SourceOptions {
     pub fn check(&mut self, counter: bool) -> Result<()> {
         if counter && self.json == Some(JsonOut::Stdout) && !self.merge {
             return Err(Error::fatal("--json - cannot be used with -c"));
+        }
+        if self.merge && self.metrics.is_some() {
+            return Err(Error::fatal("--metrics cannot be used with --merge"));
         }
         let open_loop = self.rate.is_some() || self.duration.is_some();
         self.search = self.find.check(open_loop)?;
@@ -269,6 +301,7 @@ impl SourceOptions {
             || self.json.is_some()
             || self.html.is_some()
             || self.progress != ProgressMode::Off
+            || self.metrics.is_some()
     }
 
     /// Whether the report carries a timeline (JSON, HTML, timeline table).
@@ -300,6 +333,8 @@ pub struct SinkOptions {
     pub json: Option<JsonOut>,
     /// `--stats SECONDS`.
     pub stats: Option<Duration>,
+    /// `--metrics ADDR`.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl SinkOptions {
@@ -320,6 +355,7 @@ impl SinkOptions {
                     Error::fatal(format!("bad --stats interval: {}", text(value)))
                 })?);
             }
+            "metrics" => self.metrics = Some(metrics_addr(value)?),
             _ => return Ok(false),
         }
         Ok(true)
@@ -335,7 +371,7 @@ impl SinkOptions {
 
     /// Whether any measurement option is on.
     pub fn any(&self) -> bool {
-        self.track || self.stats.is_some()
+        self.track || self.stats.is_some() || self.metrics.is_some()
     }
 }
 
@@ -432,6 +468,17 @@ mod tests {
         assert_eq!(o.json, Some(JsonOut::Stdout));
         assert_eq!(fatal(o.check(true)), "--json - cannot be used with -c");
         assert!(o.check(false).is_ok());
+        let o = source(&[("metrics", "127.0.0.1:9100")]).expect("valid");
+        assert!(o.records() && o.any());
+        assert_eq!(
+            fatal(source(&[("metrics", "9100")])),
+            "bad --metrics address: 9100 (want IP:PORT, e.g. 127.0.0.1:9100)"
+        );
+        let mut o = source(&[("metrics", "127.0.0.1:0"), ("merge", "")]).expect("valid");
+        assert_eq!(
+            fatal(o.check(false)),
+            "--metrics cannot be used with --merge"
+        );
         let mut m = source(&[("json", "-"), ("merge", "")]).expect("valid");
         assert!(
             m.check(true).is_ok(),
@@ -449,6 +496,12 @@ mod tests {
         assert_eq!(o.stats, Some(Duration::from_secs(5)));
         assert!(!o.apply("tls-cert", b"x").expect("not ours"));
         assert_eq!(fatal(o.apply("stats", b"0")), "bad --stats interval: 0");
+        assert!(o.apply("metrics", b"[::1]:0").expect("metrics"));
+        assert_eq!(o.metrics, "[::1]:0".parse().ok());
+        assert_eq!(
+            fatal(o.apply("metrics", b"localhost:9100")),
+            "bad --metrics address: localhost:9100 (want IP:PORT, e.g. 127.0.0.1:9100)"
+        );
         let mut s = SinkOptions::default();
         s.apply("json", b"-").expect("json");
         assert_eq!(fatal(s.check(true)), "--json - cannot be used with -c");

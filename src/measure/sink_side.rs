@@ -4,8 +4,13 @@
 //!
 //! Without a measurement option the server holds no [`SinkMeasure`] and
 //! the sessions no scanner: the Postfix path is a `None` check per hook.
+//!
+//! `--metrics` serves these same counters (read when scraped) and the
+//! tracking report (`/runs`); it adds only what nothing else counts: the
+//! replies by command and class, the dumps written, and the delivery
+//! latencies in fixed buckets.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::task::JoinHandle;
@@ -16,6 +21,9 @@ use super::output::{print_stderr, write_json};
 use super::stats::{self, SinkStats};
 use super::track::{self, HeaderScanner, Tag, Tracker};
 use crate::diag::{self, Result};
+use crate::metrics::histogram::Counts;
+use crate::metrics::http::{Listener, Server, Site};
+use crate::metrics::sink::{self as families, ReplyCounts, SinkReadings, SinkReadout};
 
 /// The measurement state of one smtp-sink.
 #[derive(Debug)]
@@ -23,18 +31,86 @@ pub struct SinkMeasure {
     opts: SinkOptions,
     tracker: Option<Mutex<Tracker>>,
     stats: Arc<SinkStats>,
+    /// `--stats` or `--metrics`: count the bytes received.
+    count_bytes: bool,
     reported: AtomicBool,
+    metrics: Option<Metrics>,
+}
+
+/// What only `--metrics` needs.
+#[derive(Debug)]
+struct Metrics {
+    replies: ReplyCounts,
+    dumps: AtomicU64,
+    /// Bound at start-up (before privileges are dropped), served by
+    /// [`SinkMeasure::serve_metrics`].
+    listener: Mutex<Option<Listener>>,
 }
 
 impl SinkMeasure {
     /// The state for `opts`, or `None` when no measurement option is on.
-    pub fn new(opts: &SinkOptions) -> Option<SinkMeasure> {
-        opts.any().then(|| SinkMeasure {
-            tracker: opts.track.then(|| Mutex::new(Tracker::new())),
+    /// With `--metrics`, binds its listener; `commands` are the names of
+    /// the command numbers given to [`SinkMeasure::reply`].
+    pub fn new(opts: &SinkOptions, commands: &[&'static str]) -> Result<Option<SinkMeasure>> {
+        if !opts.any() {
+            return Ok(None);
+        }
+        let metrics = match opts.metrics {
+            Some(addr) => Some(Metrics {
+                listener: Mutex::new(Some(Listener::bind(addr)?)),
+                replies: ReplyCounts::new(commands),
+                dumps: AtomicU64::new(0),
+            }),
+            None => None,
+        };
+        let tracker = Tracker {
+            buckets: metrics.as_ref().map(|_| Counts::default()),
+            ..Tracker::new()
+        };
+        Ok(Some(SinkMeasure {
+            tracker: opts.track.then(|| Mutex::new(tracker)),
             stats: Arc::new(SinkStats::new()),
+            count_bytes: opts.stats.is_some() || metrics.is_some(),
             opts: opts.clone(),
             reported: AtomicBool::new(false),
-        })
+            metrics,
+        }))
+    }
+
+    /// Serve `/metrics` (and `/runs` with `--track`) on the current
+    /// runtime, when `--metrics` is on; stops when the result is dropped.
+    pub fn serve_metrics(self: &Arc<Self>) -> Result<Option<Server>> {
+        let listener = self
+            .metrics
+            .as_ref()
+            .and_then(|m| m.listener.lock().ok()?.take());
+        let Some(listener) = listener else {
+            return Ok(None);
+        };
+        let mut site = Site::new(families::registry(Arc::clone(self)));
+        if self.tracker.is_some() {
+            let me = Arc::clone(self);
+            site = site.with_runs(Box::new(move || me.runs_json()));
+        }
+        listener.serve(site).map(Some)
+    }
+
+    /// The live tracking report (`GET /runs`): the document `--json`
+    /// writes at exit, as it stands now.
+    pub fn runs_json(&self) -> String {
+        match self.tracker.as_ref().map(|t| t.lock()) {
+            Some(Ok(t)) => t.to_json(),
+            _ => "{}\n".to_string(),
+        }
+    }
+
+    /// Hook (`--metrics`): a reply was queued for command number
+    /// `command` (`None`: an unknown or empty command).
+    #[inline]
+    pub fn reply(&self, command: Option<usize>, reply: &[u8]) {
+        if let Some(m) = &self.metrics {
+            m.replies.add(command, reply);
+        }
     }
 
     /// A session's header scanner, when tracking.
@@ -57,15 +133,18 @@ impl SinkMeasure {
     /// `n` bytes were read from a client.
     #[inline]
     pub fn bytes(&self, n: usize) {
-        if self.opts.stats.is_some() {
+        if self.count_bytes {
             self.stats.bytes(n);
         }
     }
 
     /// A message's end of data was received; `tag` is what its scanner
-    /// found.
-    pub fn message(&self, tag: Option<Tag>) {
+    /// found; `dumped`: it was written to the `-d`/`-D` dump.
+    pub fn message(&self, tag: Option<Tag>, dumped: bool) {
         self.stats.message();
+        if let Some(m) = self.metrics.as_ref().filter(|_| dumped) {
+            m.dumps.fetch_add(1, Ordering::Relaxed);
+        }
         if let Some(tracker) = &self.tracker {
             let now = track::now_micros();
             if let Ok(mut t) = tracker.lock() {
@@ -127,6 +206,30 @@ impl SinkMeasure {
             (Some(out), Some(json)) => write_json(out, &json),
             _ => Ok(()),
         }
+    }
+}
+
+impl SinkReadout for SinkMeasure {
+    fn readings(&self) -> SinkReadings {
+        let s = self.stats.snapshot();
+        SinkReadings {
+            sessions: s.sessions,
+            sessions_ended: s.ended,
+            messages: s.messages,
+            bytes: s.bytes,
+            dumps: self
+                .metrics
+                .as_ref()
+                .map_or(0, |m| m.dumps.load(Ordering::Relaxed)),
+            tracking: self
+                .tracker
+                .as_ref()
+                .and_then(|t| Some(t.lock().ok()?.readings())),
+        }
+    }
+
+    fn replies(&self) -> Option<&ReplyCounts> {
+        self.metrics.as_ref().map(|m| &m.replies)
     }
 }
 
@@ -200,30 +303,74 @@ mod tests {
 
     #[test]
     fn nothing_without_options() {
-        assert!(SinkMeasure::new(&SinkOptions::default()).is_none());
-        let stats_only = SinkMeasure::new(&SinkOptions {
-            stats: Some(std::time::Duration::from_secs(1)),
-            ..SinkOptions::default()
-        })
+        assert!(SinkMeasure::new(&SinkOptions::default(), &[])
+            .expect("new")
+            .is_none());
+        let stats_only = SinkMeasure::new(
+            &SinkOptions {
+                stats: Some(std::time::Duration::from_secs(1)),
+                ..SinkOptions::default()
+            },
+            &[],
+        )
+        .expect("new")
         .expect("measure");
         assert!(stats_only.scanner().is_none());
         assert!(stats_only.finish().is_ok());
     }
 
     #[test]
+    fn metrics_read_the_sink_counters() {
+        let opts = SinkOptions {
+            track: true,
+            metrics: "127.0.0.1:0".parse().ok(),
+            ..SinkOptions::default()
+        };
+        let m = SinkMeasure::new(&opts, &["helo", "."])
+            .expect("new")
+            .expect("measure");
+        m.session_started();
+        m.reply(Some(0), b"250 ok\r\n");
+        m.reply(None, b"502 unknown\r\n");
+        m.bytes(300);
+        let mut scanner = m.scanner().expect("scanner");
+        scanner.feed(b"X-Smtpstone-Run: 1\r\nX-Smtpstone-Seq: 3\r\nX-Smtpstone-Sent: 1\r\n\r\n");
+        m.message(scanner.tag(), true);
+        m.message(None, false);
+        let r = m.readings();
+        assert_eq!((r.sessions, r.sessions_ended, r.messages), (1, 0, 2));
+        assert_eq!((r.bytes, r.dumps), (300, 1));
+        let t = r.tracking.expect("tracking");
+        assert_eq!((t.received, t.gaps, t.latency.count()), (1, 3, 1));
+        let cells: Vec<_> = m
+            .replies()
+            .expect("replies")
+            .cells()
+            .filter(|c| c.2 > 0)
+            .collect();
+        assert_eq!(cells, [("helo", "2xx", 1), ("unknown", "5xx", 1)]);
+        let runs: serde_json::Value = serde_json::from_str(&m.runs_json()).expect("json");
+        assert_eq!(runs["messages"], 2);
+    }
+
+    #[test]
     fn tracking_report_written_once() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("t.json");
-        let m = SinkMeasure::new(&SinkOptions {
-            track: true,
-            json: Some(super::super::options::JsonOut::File(path.clone())),
-            stats: None,
-        })
+        let m = SinkMeasure::new(
+            &SinkOptions {
+                track: true,
+                json: Some(super::super::options::JsonOut::File(path.clone())),
+                ..SinkOptions::default()
+            },
+            &[],
+        )
+        .expect("new")
         .expect("measure");
         let mut scanner = m.scanner().expect("scanner");
         scanner.feed(b"X-Smtpstone-Run: 2a\r\nX-Smtpstone-Seq: 0\r\nX-Smtpstone-Sent: 1\r\n\r\n");
-        m.message(scanner.tag());
-        m.message(None);
+        m.message(scanner.tag(), false);
+        m.message(None, true);
         m.finish().expect("finish");
         let json: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");

@@ -25,6 +25,8 @@ use super::timeline::{Clock, Timeline};
 use super::track::{self, Stamper};
 use crate::diag::errno_text;
 use crate::diag::{self, Error, Result};
+use crate::metrics::http::{Listener, Server, Site};
+use crate::metrics::source::{SessionCounters, SourceMetrics};
 
 /// The measurement state of one smtp-source run.
 #[derive(Debug)]
@@ -42,6 +44,8 @@ pub struct SourceMeasure {
     clock: Option<Clock>,
     /// This run's command line, for the report's settings.
     command: String,
+    /// `--metrics`: the sessions' counter blocks.
+    metrics: Option<Arc<SourceMetrics>>,
 }
 
 /// Options whose value is a secret: masked in the command line a report
@@ -95,7 +99,21 @@ impl SourceMeasure {
             lives: Arc::new(Mutex::new(Vec::new())),
             clock: opts.timeline().then(|| Clock::new(opts.interval_ms())),
             command: command_line(std::env::args_os()),
+            metrics: opts
+                .metrics
+                .map(|_| Arc::new(SourceMetrics::new(opts.rate))),
         })
+    }
+
+    /// With `--metrics`, bind its address and serve `/metrics` on the
+    /// current runtime until the result is dropped.
+    pub fn serve_metrics(&self) -> Result<Option<Server>> {
+        match (&self.metrics, self.opts.metrics) {
+            (Some(m), Some(addr)) => Listener::bind(addr)?
+                .serve(Site::new(m.registry()))
+                .map(Some),
+            _ => Ok(None),
+        }
     }
 
     /// The run id (stamped by `--track`, shown in reports).
@@ -124,6 +142,7 @@ impl SourceMeasure {
             rec: Handle::new(rec, self.tx.clone()),
             live,
             start: now,
+            metrics: self.metrics.as_ref().map(|m| m.session()),
         }))
     }
 
@@ -297,6 +316,8 @@ pub struct Probe {
     rec: Handle,
     live: Option<Arc<Live>>,
     start: Tick,
+    /// `--metrics`: this session's block.
+    metrics: Option<Arc<SessionCounters>>,
 }
 
 impl Probe {
@@ -305,6 +326,9 @@ impl Probe {
     pub fn begin_message(&mut self, start: Start) {
         self.start = start.intended;
         self.rec.get().begin_message(start.intended, start.now);
+        if let Some(m) = &self.metrics {
+            m.started();
+        }
     }
 
     /// The message is over; `ok` false when a fatal error cut it short.
@@ -314,6 +338,9 @@ impl Probe {
         if !rec.accepted() {
             if let Some(live) = &self.live {
                 live.error();
+            }
+            if let Some(m) = &self.metrics {
+                m.not_accepted(ok);
             }
         }
         rec.end_message(ok);
@@ -330,18 +357,27 @@ impl Probe {
     #[inline]
     pub fn connect_failed(&mut self) {
         self.rec.get().connect_failed();
+        if let Some(m) = &self.metrics {
+            m.connect_failed();
+        }
     }
 
     /// Connected.
     #[inline]
     pub fn connected(&mut self) {
         self.rec.get().connected(tick());
+        if let Some(m) = &self.metrics {
+            m.connected();
+        }
     }
 
     /// `n` bytes written.
     #[inline]
     pub fn sent(&mut self, n: usize) {
         self.rec.get().sent(n);
+        if let Some(m) = &self.metrics {
+            m.sent(n);
+        }
     }
 
     /// A TLS handshake finished (see [`Recorder::tls_handshake`]).
@@ -363,8 +399,12 @@ impl Probe {
         let before = rec.accepted();
         rec.reply(phase, code, now);
         if !before && rec.accepted() {
+            let us = now.saturating_sub(self.start) / 1000;
             if let Some(live) = &self.live {
-                live.accepted(now.saturating_sub(self.start) / 1000);
+                live.accepted(us);
+            }
+            if let Some(m) = &self.metrics {
+                m.accepted(us);
             }
         }
     }

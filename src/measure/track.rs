@@ -31,6 +31,8 @@ use memchr::memchr;
 use serde::Serialize;
 
 use super::hist::{self, Hist, LatencyJson};
+use crate::metrics::histogram::Counts;
+use crate::metrics::sink::TrackReadings;
 
 /// Header field carrying the run id.
 pub const RUN_HEADER: &str = "X-Smtpstone-Run";
@@ -392,13 +394,14 @@ impl Default for RunTally {
 }
 
 impl RunTally {
-    /// Account one message received at `recv_us`.
-    pub fn record(&mut self, seq: u64, sent_us: u64, recv_us: u64) {
+    /// Account one message received at `recv_us`; returns the delivery
+    /// latency recorded (none for a duplicate).
+    pub fn record(&mut self, seq: u64, sent_us: u64, recv_us: u64) -> Option<u64> {
         self.received += 1;
         match self.seqs.insert(seq) {
             Seen::Duplicate => {
                 self.duplicates += 1;
-                return;
+                return None;
             }
             Seen::Untracked => self.untracked += 1,
             Seen::New => {}
@@ -411,6 +414,7 @@ impl RunTally {
             }
         };
         hist::record(&mut self.latency, latency);
+        Some(latency)
     }
 }
 
@@ -425,6 +429,10 @@ pub struct Tracker {
     pub untagged: u64,
     /// Tagged messages of runs beyond [`MAX_RUNS`].
     pub overflow: u64,
+    /// `--metrics`: delivery latencies of all runs in the fixed buckets of
+    /// the Prometheus histogram (counted as they arrive: re-bucketing up
+    /// to [`MAX_RUNS`] HdrHistograms at every scrape would cost more).
+    pub buckets: Option<Counts>,
 }
 
 impl Tracker {
@@ -444,10 +452,25 @@ impl Tracker {
             self.overflow += 1;
             return;
         }
-        self.runs
+        let latency = self
+            .runs
             .entry(tag.run)
             .or_default()
             .record(tag.seq, tag.sent_us, recv_us);
+        if let (Some(b), Some(us)) = (&mut self.buckets, latency) {
+            b.record(us);
+        }
+    }
+
+    /// The sums over all runs that `/metrics` shows (a scrape takes the
+    /// lock once; up to [`MAX_RUNS`] additions).
+    pub fn readings(&self) -> TrackReadings {
+        TrackReadings {
+            received: self.messages - self.untagged,
+            duplicates: self.runs.values().map(|t| t.duplicates).sum(),
+            gaps: self.runs.values().map(|t| t.seqs.missing()).sum(),
+            latency: self.buckets.unwrap_or_default(),
+        }
     }
 
     /// The human-readable report.
@@ -787,6 +810,9 @@ X-Smtpstone-Run: 3f9a0c2e51d4b786\r\nX-Smtpstone-Seq: 1\r\nX-Smtpstone-Sent: 7\r
         assert_eq!((s.count, s.min, s.max), (8, 0, 9000));
         let r2 = &t.runs[&2];
         assert_eq!((r2.future_stamps, r2.latency.len()), (1, 1));
+        let r = t.readings();
+        assert_eq!((r.received, r.duplicates, r.gaps), (10, 1, 2));
+        assert_eq!(r.latency.count(), 0, "no buckets without --metrics");
 
         let text = t.render();
         assert!(text
@@ -814,6 +840,29 @@ X-Smtpstone-Run: 3f9a0c2e51d4b786\r\nX-Smtpstone-Seq: 1\r\nX-Smtpstone-Sent: 7\r
         assert_eq!(run["latency_us"]["max"], 9000);
         let hdr = run["latency_us"]["hdr"].as_str().expect("hdr");
         assert_eq!(hist::decode(hdr).expect("decode").len(), 8);
+    }
+
+    #[test]
+    fn tracker_buckets_first_arrivals_for_metrics() {
+        let mut t = Tracker {
+            buckets: Some(Counts::default()),
+            ..Tracker::new()
+        };
+        let tag = |seq| {
+            Some(Tag {
+                run: 7,
+                seq,
+                sent_us: 1_000_000,
+            })
+        };
+        t.record(tag(0), 1_000_400);
+        t.record(tag(1), 3_000_000);
+        t.record(tag(1), 9_000_000);
+        t.record(None, 0);
+        let r = t.readings();
+        assert_eq!((r.received, r.duplicates, r.gaps), (3, 1, 0));
+        assert_eq!(r.latency.count(), 2, "duplicates are not latencies");
+        assert_eq!(r.latency.sum_us, 2_000_400);
     }
 
     #[test]

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 
 use std::os::unix::ffi::OsStrExt;
 
+use crate::args::atoi;
 use crate::args::{self, Key, LongOpt, Occurrence, Parsed, ShortOpt, ToolSpec};
-use crate::diag::{self, Error, Result};
+use crate::diag::{self, sanitize, Error, Result};
 use crate::endpoint::Family;
 use crate::measure::options::{SinkOptions, SINK_LONGS};
 
@@ -563,34 +564,6 @@ pub const SPEC: ToolSpec = ToolSpec {
                  Exit status: 0 after -M/-n conditions, 1 on any fatal error.",
 };
 
-/// C `atoi` as glibc does it (`(int) strtol(s, NULL, 10)`): leading
-/// whitespace, optional sign, digits; saturates like strtol, then truncates
-/// to `int`.
-pub fn atoi(s: &[u8]) -> i32 {
-    let mut i = 0;
-    while i < s.len() && matches!(s[i], b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
-        i += 1;
-    }
-    let mut neg = false;
-    if i < s.len() && (s[i] == b'+' || s[i] == b'-') {
-        neg = s[i] == b'-';
-        i += 1;
-    }
-    let mut value: i64 = 0;
-    while i < s.len() && s[i].is_ascii_digit() {
-        value = value
-            .saturating_mul(10)
-            .saturating_add(i64::from(s[i] - b'0'));
-        i += 1;
-    }
-    let value = if neg { value.saturating_neg() } else { value };
-    value as i32
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 /// Check a `-b`/`-B` reply: first digit `first`, exactly three leading digits.
 fn valid_reply(reply: &[u8], first: u8) -> bool {
     let digits = reply.iter().take_while(|b| b.is_ascii_digit()).count();
@@ -605,7 +578,7 @@ fn command_list(value: &[u8], ext: Extensions) -> Result<Vec<Cmd>> {
         .map(|name| {
             Cmd::lookup(name)
                 .filter(|c| c.known(ext))
-                .ok_or_else(|| Error::fatal(format!("unknown command: {}", text(name))))
+                .ok_or_else(|| Error::fatal(format!("unknown command: {}", sanitize(name))))
         })
         .collect()
 }
@@ -628,22 +601,25 @@ fn parse_delay(value: &[u8], ext: Extensions) -> Result<(Cmd, Delay)> {
     let (Some(name), Some(delay)) = (field(), field()) else {
         return Err(Error::fatal(format!(
             "invalid command delay argument: {}",
-            text(value)
+            sanitize(value)
         )));
     };
     let odds = rest;
     let cmd = Cmd::lookup(name)
         .filter(|c| c.known(ext))
-        .ok_or_else(|| Error::fatal(format!("unknown command: {}", text(name))))?;
+        .ok_or_else(|| Error::fatal(format!("unknown command: {}", sanitize(name))))?;
     let secs = atoi(delay);
     if secs <= 0 {
-        return Err(Error::fatal(format!("non-positive '{}' delay", text(name))));
+        return Err(Error::fatal(format!(
+            "non-positive '{}' delay",
+            sanitize(name)
+        )));
     }
     let odds = atoi(odds);
     if !(0..=99).contains(&odds) {
         return Err(Error::fatal(format!(
             "delay odds for '{}' out of range",
-            text(name)
+            sanitize(name)
         )));
     }
     Ok((
@@ -791,14 +767,14 @@ impl SinkConfig {
                 }
                 'b' => {
                     if !valid_reply(v, b'4') {
-                        diag::error(&format!("bad soft error reply: {}", text(v)));
+                        diag::error(&format!("bad soft error reply: {}", sanitize(v)));
                         return Err(Error::Usage);
                     }
                     c.soft_reply = v.to_vec();
                 }
                 'B' => {
                     if !valid_reply(v, b'5') {
-                        diag::error(&format!("bad hard error reply: {}", text(v)));
+                        diag::error(&format!("bad hard error reply: {}", sanitize(v)));
                         return Err(Error::Usage);
                     }
                     c.hard_reply = v.to_vec();
@@ -820,7 +796,10 @@ impl SinkConfig {
                 'H' => {
                     let n = atoi(v);
                     if n <= 0 {
-                        return Err(Error::fatal(format!("bad data read delay: {}", text(v))));
+                        return Err(Error::fatal(format!(
+                            "bad data read delay: {}",
+                            sanitize(v)
+                        )));
                     }
                     c.read_hold = Some(n as u32);
                 }
@@ -828,21 +807,27 @@ impl SinkConfig {
                 'm' => {
                     let n = atoi(v);
                     if n <= 0 {
-                        return Err(Error::fatal(format!("bad concurrency limit: {}", text(v))));
+                        return Err(Error::fatal(format!(
+                            "bad concurrency limit: {}",
+                            sanitize(v)
+                        )));
                     }
                     c.max_sessions = n as usize;
                 }
                 'M' => {
                     let n = atoi(v);
                     if n <= 0 {
-                        return Err(Error::fatal(format!("bad message quit count: {}", text(v))));
+                        return Err(Error::fatal(format!(
+                            "bad message quit count: {}",
+                            sanitize(v)
+                        )));
                     }
                     c.message_quit = Some(n as u64);
                 }
                 'n' => {
                     let n = atoi(v);
                     if n <= 0 {
-                        return Err(Error::fatal(format!("bad quit count: {}", text(v))));
+                        return Err(Error::fatal(format!("bad quit count: {}", sanitize(v))));
                     }
                     c.quit_count = Some(n as u64);
                 }
@@ -878,14 +863,17 @@ impl SinkConfig {
                 't' => {
                     let n = atoi(v);
                     if n <= 0 {
-                        return Err(Error::fatal(format!("bad timeout: {}", text(v))));
+                        return Err(Error::fatal(format!("bad timeout: {}", sanitize(v))));
                     }
                     c.timeout = n as u32;
                 }
                 'T' => {
                     let n = atoi(v);
                     if n <= 0 {
-                        return Err(Error::fatal(format!("bad TCP window size: {}", text(v))));
+                        return Err(Error::fatal(format!(
+                            "bad TCP window size: {}",
+                            sanitize(v)
+                        )));
                     }
                     c.window = Some(n as u32);
                 }
@@ -987,23 +975,6 @@ mod tests {
         match SinkConfig::from_args(&argv)? {
             Command::Run(c) => Ok(*c),
             other => panic!("unexpected {other:?}"),
-        }
-    }
-
-    #[test]
-    fn atoi_table() {
-        let cases: &[(&[u8], i32)] = &[
-            (b"10", 10),
-            (b"10x", 10),
-            (b" -5", -5),
-            (b"+7", 7),
-            (b"abc", 0),
-            (b"", 0),
-            (b"2147483647", i32::MAX),
-            (b"99999999999999999999", -1),
-        ];
-        for &(s, want) in cases {
-            assert_eq!(atoi(s), want, "{s:?}");
         }
     }
 

@@ -22,6 +22,7 @@ use std::sync::{Mutex, OnceLock};
 use rand::Rng;
 
 use super::config::DumpMode;
+use crate::diag::{errno_text, show_path};
 use crate::proto::date;
 
 /// Mode of dump files (Postfix 3.12 forces it regardless of umask, S8).
@@ -33,18 +34,6 @@ const MAX_NAME_TRIES: usize = 100;
 /// Write buffer per open dump: few write(2) calls for large messages while
 /// staying modest for many concurrent transactions.
 const DUMP_BUFFER: usize = 32 * 1024;
-
-/// The text of an errno, as `%m` prints it.
-pub(crate) fn errno_text(err: &io::Error) -> String {
-    match err.raw_os_error() {
-        Some(code) => nix::errno::Errno::from_raw(code).desc().to_string(),
-        None => err.to_string(),
-    }
-}
-
-fn show(path: &Path) -> String {
-    String::from_utf8_lossy(path.as_os_str().as_bytes()).into_owned()
-}
 
 /// Whether the process umask would strip bits of 0644/0755 (then created
 /// files and directories get an explicit chmod). Read once.
@@ -66,33 +55,21 @@ fn make_parents(path: &Path) -> Result<(), String> {
     }
 }
 
+/// Create `dir` and its missing parents with mkdir(2) mode 0755, so they get
+/// 0755 less the process umask exactly as Postfix's directories do; only
+/// dump files are forced to 0644.
 fn make_dirs(dir: &Path) -> Result<(), String> {
-    match DirBuilder::new().mode(DIR_MODE).create(dir) {
-        Ok(()) => {
-            if umask_strips() {
-                let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE));
-            }
-            Ok(())
-        }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+    let mkdir = |dir: &Path| match DirBuilder::new().mode(DIR_MODE).create(dir) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
+        _ => Ok(()),
+    };
+    let failed = |e: io::Error| format!("mkdir {}: {}", show_path(dir), errno_text(&e));
+    match mkdir(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             make_parents(dir)?;
-            make_dirs_once(dir)
+            mkdir(dir).map_err(failed)
         }
-        Err(e) => Err(format!("mkdir {}: {}", show(dir), errno_text(&e))),
-    }
-}
-
-fn make_dirs_once(dir: &Path) -> Result<(), String> {
-    match DirBuilder::new().mode(DIR_MODE).create(dir) {
-        Ok(()) => {
-            if umask_strips() {
-                let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE));
-            }
-            Ok(())
-        }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(format!("mkdir {}: {}", show(dir), errno_text(&e))),
+        result => result.map_err(failed),
     }
 }
 
@@ -132,7 +109,7 @@ fn create_unique(prefix: &[u8]) -> Result<(File, PathBuf, u32), String> {
                 return Ok((file, path, id));
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(format!("open {}: {}", show(&path), errno_text(&e))),
+            Err(e) => return Err(format!("open {}: {}", show_path(&path), errno_text(&e))),
         }
     }
     Err("mail_file_open: something is looping".to_string())
@@ -180,7 +157,7 @@ impl Dump {
             DumpMode::PerMessage(_) => None,
             DumpMode::Shared(_) => {
                 std::fs::remove_file(&path)
-                    .map_err(|e| format!("unlink {}: {}", show(&path), errno_text(&e)))?;
+                    .map_err(|e| format!("unlink {}: {}", show_path(&path), errno_text(&e)))?;
                 Some(PathBuf::from(OsStr::from_bytes(&expanded)))
             }
         };
@@ -279,7 +256,11 @@ impl Dump {
             }
         }
         if let Some(e) = self.error.take() {
-            return Err(format!("write {}: {}", show(&self.path), errno_text(&e)));
+            return Err(format!(
+                "write {}: {}",
+                show_path(&self.path),
+                errno_text(&e)
+            ));
         }
         let Some(shared) = self.shared.take() else {
             return Ok(());
@@ -289,7 +270,7 @@ impl Dump {
             Err(e) => {
                 return Err(format!(
                     "write {}: {}",
-                    show(&self.path),
+                    show_path(&self.path),
                     errno_text(e.error())
                 ))
             }
@@ -311,7 +292,7 @@ static APPEND_LOCK: Mutex<()> = Mutex::new(());
 
 fn append(temp: &mut File, temp_path: &Path, shared: &Path) -> Result<(), String> {
     temp.seek(SeekFrom::Start(0))
-        .map_err(|e| format!("seek file {}: {}", show(temp_path), errno_text(&e)))?;
+        .map_err(|e| format!("seek file {}: {}", show_path(temp_path), errno_text(&e)))?;
     let open = || {
         OpenOptions::new()
             .append(true)
@@ -325,7 +306,8 @@ fn append(temp: &mut File, temp_path: &Path, shared: &Path) -> Result<(), String
         make_parents(shared)?;
         result = open();
     }
-    let mut target = result.map_err(|e| format!("open {}: {}", show(shared), errno_text(&e)))?;
+    let mut target =
+        result.map_err(|e| format!("open {}: {}", show_path(shared), errno_text(&e)))?;
     if target.metadata().is_ok_and(|m| m.len() == 0) {
         force_mode(&target); // newly created: exactly 0644 (S8)
     }
@@ -335,11 +317,17 @@ fn append(temp: &mut File, temp_path: &Path, shared: &Path) -> Result<(), String
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("read file {}: {}", show(temp_path), errno_text(&e))),
+            Err(e) => {
+                return Err(format!(
+                    "read file {}: {}",
+                    show_path(temp_path),
+                    errno_text(&e)
+                ))
+            }
         };
         target
             .write_all(&buf[..n])
-            .map_err(|e| format!("append file {}: {}", show(shared), errno_text(&e)))?;
+            .map_err(|e| format!("append file {}: {}", show_path(shared), errno_text(&e)))?;
     }
     Ok(())
 }

@@ -28,14 +28,13 @@ mod session;
 mod syslog;
 
 pub use config::{
-    atoi, unescape, usage, AuthOptions, Cmd, CmdFlags, Command, Delay, DumpMode, Extensions,
-    SinkConfig, TlsIdentity, TlsOptions, DEFAULT_HARD_REPLY, DEFAULT_SOFT_REPLY, SPEC,
+    unescape, usage, AuthOptions, Cmd, CmdFlags, Command, Delay, DumpMode, Extensions, SinkConfig,
+    TlsIdentity, TlsOptions, DEFAULT_HARD_REPLY, DEFAULT_SOFT_REPLY, SPEC,
 };
 pub use reply::Replies;
 
 use std::net::SocketAddr;
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,13 +43,12 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::diag::{self, Error, Result};
+use crate::diag::{errno_text, show_path as show};
 use crate::endpoint::{self, Endpoint, Family};
 use crate::measure::sink_side::SinkMeasure;
-use dump::{errno_text, ClientAddr};
+use dump::ClientAddr;
 use session::{Counters, Event, Shared};
 
-/// Longest UNIX-domain socket path (sizeof sun_path).
-const UNIX_PATH_MAX: usize = 108;
 /// Pause after a failed accept (e.g. EMFILE) so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -81,7 +79,7 @@ fn io_fatal(what: &str, err: &std::io::Error) -> Error {
 }
 
 fn nix_fatal(what: &str, err: nix::errno::Errno) -> Error {
-    Error::fatal(format!("{what}: {}", err.desc()))
+    Error::fatal(format!("{what}: {}", diag::strerror(err as i32)))
 }
 
 /// Raise the open-file limit to the hard limit, for many concurrent sessions.
@@ -92,10 +90,6 @@ fn raise_nofile_limit() {
             let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
         }
     }
-}
-
-fn show(path: &Path) -> String {
-    String::from_utf8_lossy(path.as_os_str().as_bytes()).into_owned()
 }
 
 fn tcp_listener(config: &SinkConfig, endpoint: &Endpoint) -> Result<(StdListener, SocketAddr)> {
@@ -144,11 +138,10 @@ fn tcp_listener(config: &SinkConfig, endpoint: &Endpoint) -> Result<(StdListener
     Ok((StdListener::Tcp(listener), local))
 }
 
-fn unix_listener(config: &SinkConfig, path: &PathBuf) -> Result<StdListener> {
+/// `path` comes from [`endpoint::parse_sink`], which already rejected names
+/// of [`endpoint::UNIX_PATH_MAX`] bytes or more.
+fn unix_listener(config: &SinkConfig, path: &Path) -> Result<StdListener> {
     let shown = show(path);
-    if path.as_os_str().len() >= UNIX_PATH_MAX {
-        return Err(Error::fatal(format!("unix-domain name too long: {shown}")));
-    }
     match std::fs::remove_file(path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -276,12 +269,14 @@ impl Server {
                 (l, Some(a))
             }
         };
+        // Bound like the SMTP listener, before privileges are dropped.
+        let measure = SinkMeasure::new(&config.measure, &Cmd::ALL.map(Cmd::name))?;
         drop_privileges(&config)?;
         if config.uses_syslog() {
             syslog::open(basename(diag::prog()));
         }
         Ok(Server {
-            measure: SinkMeasure::new(&config.measure).map(Arc::new),
+            measure: measure.map(Arc::new),
             config,
             tls,
             listener,
@@ -316,6 +311,10 @@ impl Server {
             config: self.config,
         });
         let _stats = shared.measure.as_ref().and_then(|m| m.spawn_stats());
+        let _metrics = match &shared.measure {
+            Some(m) => m.serve_metrics()?,
+            None => None,
+        };
         let listener = match self.listener {
             StdListener::Tcp(l) => Listener::Tcp(
                 tokio::net::TcpListener::from_std(l).map_err(|e| io_fatal("listen", &e))?,
@@ -410,16 +409,44 @@ enum Accepted {
 }
 
 impl Listener {
+    /// The next client. TCP sessions get `TCP_NODELAY`: every reply batch is
+    /// already one write, so Nagle's algorithm could only hold a small reply
+    /// behind an unacknowledged earlier one (meeting the client's delayed
+    /// ACK); it changes timing, never bytes.
     async fn accept(&self) -> std::io::Result<Accepted> {
         match self {
             Listener::Tcp(l) => {
                 let (s, peer) = l.accept().await?;
+                if let Err(e) = s.set_nodelay(true) {
+                    diag::warning(&format!("setsockopt TCP_NODELAY: {}", errno_text(&e)));
+                }
                 Ok(Accepted::Tcp(s, peer))
             }
             Listener::Unix(l) => {
                 let (s, _) = l.accept().await?;
                 Ok(Accepted::Unix(s))
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Accepted TCP sessions have Nagle's algorithm off.
+    #[tokio::test]
+    async fn accepted_tcp_has_nodelay() {
+        let std = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        std.set_nonblocking(true).expect("nonblocking");
+        let addr = std.local_addr().expect("addr");
+        let listener = Listener::Tcp(tokio::net::TcpListener::from_std(std).expect("listener"));
+        let client = tokio::net::TcpStream::connect(addr);
+        let (accepted, client) = tokio::join!(listener.accept(), client);
+        let _client = client.expect("connect");
+        match accepted.expect("accept") {
+            Accepted::Tcp(stream, _) => assert!(stream.nodelay().expect("getsockopt")),
+            Accepted::Unix(_) => panic!("TCP listener gave a unix stream"),
         }
     }
 }

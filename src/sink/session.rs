@@ -198,6 +198,9 @@ struct Session<'a, S> {
     ext: extensions::State<'a>,
     /// `--track`: finds the tracking headers of the current message.
     track: Option<Box<HeaderScanner>>,
+    /// The command being answered (`None`: unknown or empty), for the
+    /// `--metrics` reply counts.
+    replying: Option<Cmd>,
 }
 
 impl<S> Drop for Session<'_, S> {
@@ -285,6 +288,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             eof: false,
             ext: extensions::State::default(),
             track: shared.measure.as_ref().and_then(|m| m.scanner()),
+            replying: None,
         }
     }
 
@@ -292,7 +296,12 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         &self.shared.config
     }
 
+    /// Every reply passes here.
     fn queue(&mut self, bytes: &[u8]) {
+        // Metrics hook: replies by command and class.
+        if let Some(m) = &self.shared.measure {
+            m.reply(self.replying.map(Cmd::index), bytes);
+        }
         self.conn.write_buf().extend_from_slice(bytes);
     }
 
@@ -492,6 +501,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
     async fn command_line(&mut self) -> Flow {
         let line = std::mem::take(&mut self.line);
         let cl = split_command(&line);
+        self.replying = None;
         if self.config().verbose > 0 {
             diag::info(&diag::sanitize(cl.text));
         }
@@ -531,6 +541,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
 
     /// Failure injection and delays, then the normal reply (§11).
     async fn dispatch(&mut self, cmd: Cmd, token: &[u8], args: &[u8]) -> Flow {
+        self.replying = Some(cmd);
         let flags = *self.config().flags(cmd);
         if flags.syslog {
             syslog::log_command(token, &sanitize_bytes(args));
@@ -735,6 +746,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         self.mode = Mode::Command;
         self.hold_until = None;
         self.in_tx = false;
+        let dumped = self.dump.is_some();
         if let Some(dump) = self.dump.take() {
             if let Err(text) = dump.complete() {
                 return Flow::Fatal(text);
@@ -742,7 +754,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         }
         let shared = self.shared;
         if let Some(m) = &shared.measure {
-            m.message(self.track.as_ref().and_then(|t| t.tag()));
+            m.message(self.track.as_ref().and_then(|t| t.tag()), dumped);
         }
         let mesg = shared.counters.mesg.fetch_add(1, Ordering::Relaxed) + 1;
         if shared.config.counters {

@@ -211,6 +211,11 @@ async fn run_plain(config: SourceConfig) -> Result<Summary> {
         config,
     });
 
+    // Metrics hook: listening before the first message is sent.
+    let _metrics = match &shared.measure {
+        Some(m) => m.serve_metrics()?,
+        None => None,
+    };
     // Start the sessions in order; each takes its first message now, so
     // the pool is checked and decremented in session order.
     let mut tasks = JoinSet::new();

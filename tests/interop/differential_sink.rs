@@ -353,6 +353,9 @@ fn usage_and_validation_errors() {
         vec!["-W", "data:1:100", "127.0.0.1:0", "1"],
         vec!["-w", "0", "127.0.0.1:0", "1"],
         vec!["-t", "0", "127.0.0.1:0", "1"],
+        // glibc atoi: a huge negative number is 0, so this is rejected too.
+        vec!["-t", "-99999999999999999999999", "127.0.0.1:0", "1"],
+        vec!["-w", "-99999999999999999999999", "127.0.0.1:0", "1"],
         vec!["-m", "0", "127.0.0.1:0", "1"],
         vec!["-M", "0", "127.0.0.1:0", "1"],
         vec!["-n", "0", "127.0.0.1:0", "1"],
@@ -388,5 +391,118 @@ fn usage_and_validation_errors() {
         let (argv, t, o) = h.join().expect("thread");
         assert_eq!(o.code(), t.code(), "status {argv:?}");
         assert_eq!(o.stderr_text(), t.stderr_text(), "stderr {argv:?}");
+    }
+}
+
+/// Start `program` under `umask` (through bash, which sets it and execs the
+/// sink with argv[0] `smtp-sink`) in `dir`, on a free loopback port.
+fn start_under_umask(program: &Path, umask: &str, args: &[&str], dir: &Path) -> Sink {
+    for _ in 0..10 {
+        let port = common::free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let mut argv: Vec<String> = vec![
+            "-c".into(),
+            format!("umask {umask} && exec -a smtp-sink \"$0\" \"$@\""),
+            program.to_string_lossy().into_owned(),
+        ];
+        argv.extend(common::sink_user_args());
+        argv.extend(args.iter().map(|s| s.to_string()));
+        argv.push(format!("{addr}"));
+        argv.push("100".into());
+        let mut proc = common::Proc::spawn_in(Path::new("/bin/bash"), "bash", &argv, Some(dir));
+        if common::sink::wait_until(common::TIMEOUT, || {
+            !proc.running() || common::sink::listening(port)
+        }) && proc.running()
+        {
+            return Sink { proc, addr };
+        }
+        let out = proc.kill();
+        assert!(
+            out.stderr_text().contains("in use"),
+            "{}",
+            out.stderr_text()
+        );
+    }
+    panic!("no free port for {}", program.display());
+}
+
+/// Mode and owner of every directory under `dir`, relative to it.
+fn dir_modes(dir: &Path) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for p in files_in(&d) {
+            let meta = std::fs::metadata(&p).expect("stat");
+            if meta.is_dir() {
+                let rel = p.strip_prefix(dir).expect("prefix").display().to_string();
+                out.push(format!(
+                    "{rel} {:o} {}:{}",
+                    meta.mode() & 0o7777,
+                    meta.uid(),
+                    meta.gid()
+                ));
+                stack.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Directories that `-d`/`-D` templates create get 0755 less the umask
+/// (mkdir(2)), owned by the sink's user, under several umasks and nested
+/// templates (the dump files' own mode is the deliberate deviation S8).
+#[test]
+fn dump_directory_modes_follow_umask() {
+    let Some(reference) = postfix("dump_directory_modes_follow_umask") else {
+        return;
+    };
+    let session: &[&[u8]] =
+        &[b"HELO h\r\nMAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\nhi\r\n.\r\nQUIT\r\n"];
+    for umask in ["077", "027", "022"] {
+        for args in [&["-d", "a/%Y/b/c/x."][..], &["-D", "s/%Y/t/shared"][..]] {
+            let (td, od) = (shared_tempdir(), shared_tempdir());
+            let theirs = start_under_umask(&reference, umask, args, td.path());
+            let ours = start_under_umask(&our_sink(), umask, args, od.path());
+            assert_eq!(
+                transcript(ours.addr, session),
+                transcript(theirs.addr, session),
+                "umask {umask} {args:?}"
+            );
+            let want = dir_modes(td.path());
+            assert!(want.len() >= 3, "reference made {want:?}");
+            assert_eq!(dir_modes(od.path()), want, "umask {umask} {args:?}");
+            let (t, o) = (theirs.kill(), ours.kill());
+            assert_eq!(o.stderr_text(), t.stderr_text(), "umask {umask} {args:?}");
+        }
+    }
+}
+
+/// An invalid byte in an option value is shown as one `?`, as Postfix does.
+#[test]
+fn invalid_byte_in_option_value() {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStringExt;
+    let Some(reference) = postfix("invalid_byte_in_option_value") else {
+        return;
+    };
+    for (opt, value) in [
+        ("-f", &b"FOO\xffBAR"[..]),
+        ("-W", &b"da\xe9ta:1:1"[..]),
+        ("-t", &b"x\xff"[..]),
+    ] {
+        let mut argv: Vec<OsString> = common::sink_user_args()
+            .into_iter()
+            .map(OsString::from)
+            .collect();
+        argv.push(opt.into());
+        argv.push(OsString::from_vec(value.to_vec()));
+        argv.extend(["127.0.0.1:0".into(), "1".into()]);
+        let t = common::run(&reference, "smtp-sink", &argv);
+        let o = common::run(&our_sink(), "smtp-sink", &argv);
+        assert_eq!(o.code(), t.code(), "status {argv:?}");
+        assert_eq!(o.stderr, t.stderr, "stderr {argv:?}");
+        assert!(o.stderr_text().contains('?'), "{}", o.stderr_text());
     }
 }

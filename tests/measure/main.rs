@@ -6,6 +6,7 @@
 mod common;
 
 mod find_max;
+mod metrics;
 mod mta;
 mod sink;
 mod source;

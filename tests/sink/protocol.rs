@@ -359,3 +359,43 @@ fn replies_wait_while_input_is_pending() {
           250 2.0.0 Ok\r\n"
     );
 }
+
+/// S9: after MAIL and a stray `.`, a DATA that gets 503 leaves the session
+/// in command mode: the lines that follow (in the same write or later) are
+/// commands with their own replies, never swallowed as message content.
+#[test]
+fn lmtp_refused_data_stays_in_command_mode() {
+    let sink = ours(&["-L"]);
+    let (_, r) = converse(
+        sink.addr,
+        b"LHLO x\r\nMAIL FROM:<a>\r\n.\r\nDATA\r\nNOOP\r\nRCPT TO:<b>\r\nDATA\r\nx\r\n.\r\nQUIT\r\n",
+        8,
+    );
+    let r = String::from_utf8_lossy(&r);
+    let finals: Vec<&str> = r
+        .lines()
+        .filter(|l| l.as_bytes().get(3) == Some(&b' '))
+        .collect();
+    assert_eq!(
+        finals,
+        [
+            "250 ",
+            "250 2.1.0 Ok",
+            "503 5.5.1 Error: need RCPT command",
+            "250 2.0.0 Ok",
+            "250 2.1.5 Ok",
+            "354 End data with <CR><LF>.<CR><LF>",
+            "250 2.2.0 Ok",
+            "221 Bye",
+        ]
+    );
+    // Separate writes: the refused DATA still leaves command mode.
+    let mut c = sink.client();
+    c.reply();
+    c.send(b"LHLO x\r\nMAIL FROM:<a>\r\n.\r\nDATA\r\n");
+    c.replies(3);
+    c.send(b"NOOP\r\n");
+    assert_eq!(c.reply(), b"250 2.0.0 Ok\r\n");
+    c.send(b"RSET\r\n");
+    assert_eq!(c.reply(), b"250 2.1.0 Ok\r\n");
+}

@@ -314,6 +314,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
     async fn bdat_last(&mut self) -> Flow {
         self.in_tx = false;
         self.ext.bdat_used = false;
+        let dumped = self.dump.is_some();
         if let Some(mut dump) = self.dump.take() {
             dump.write(bdat::dump_end());
             if let Err(text) = dump.complete() {
@@ -322,7 +323,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         }
         let shared = self.shared;
         if let Some(m) = &shared.measure {
-            m.message(self.track.as_ref().and_then(|t| t.tag()));
+            m.message(self.track.as_ref().and_then(|t| t.tag()), dumped);
         }
         let mesg = shared
             .counters

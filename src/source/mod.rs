@@ -8,7 +8,7 @@
 //! progress, first come first served, as Postfix does.
 
 pub mod config;
-mod find_max;
+pub mod find_max;
 pub mod message;
 mod net;
 mod session;

@@ -1,13 +1,18 @@
 //! `smtp-source --find-max` against our sink: a tarpit whose capacity
-//! follows from its delay and `-s`, a first step that already fails, and
-//! the options' messages. Steps are 1 s so that each search stays well
+//! follows from its delay and `-s`, a first step that already fails, the
+//! options' messages, and end to end through a real Postfix MTA into
+//! `smtp-sink --track --metrics` (skips loudly without Postfix). Steps are 1 s so that each search stays well
 //! under a minute; every run is bounded by `--find-timeout` and a process
 //! timeout.
 
 use crate::common;
 
+use common::mta::Mta;
 use common::sink::{ours, shared_tempdir};
 use common::*;
+use smtpstone::measure::report::Report;
+use smtpstone::measure::search::{judge, Objective, StepMeasure, Verdict};
+use smtpstone::source::find_max::{SinkClient, DELIVERY_GRACE};
 use std::time::Duration;
 
 /// Bound on one search process (its `--find-timeout` is shorter).
@@ -155,4 +160,113 @@ fn bad_search_options_are_one_line() {
         assert_eq!(out.code(), Some(1), "{args:?}");
         assert_eq!(out.stderr_text(), format!("{want}\n"), "{args:?}");
     }
+}
+
+const E2E: &str = "find_max_through_postfix_into_the_sink";
+
+/// An open-loop run at `rate` for `secs` through `mta`, judged as a search
+/// step would be (the objective `p99=2s`, errors 1%, achieved and
+/// delivered at 95% of `rate`), from its report and the sink's `/runs`.
+fn follow_up(mta: &str, metrics: &str, rate: f64, secs: u64, dir: &std::path::Path) -> Verdict {
+    let json = dir.join(format!("follow-{rate}.json"));
+    let started = std::time::Instant::now();
+    let out = Proc::spawn(
+        &our_source(),
+        "smtp-source",
+        [
+            "--track",
+            "-A",
+            "--rate",
+            &rate.to_string(),
+            "--duration",
+            &format!("{secs}s"),
+            "--json",
+            json.to_str().expect("path"),
+            "-s",
+            "20",
+            "-f",
+            "a@x.test",
+            "-t",
+            "b@y.test",
+            mta,
+        ],
+    )
+    .finish(SEARCH_LIMIT);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr_text());
+    let report =
+        Report::from_json(&std::fs::read_to_string(&json).expect("report")).expect("report");
+    let mut m = StepMeasure::of_report(&report);
+    let run_id = report.run_ids[0].clone();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let step = Duration::from_secs(secs);
+    m.delivery = Some(
+        runtime
+            .block_on(async {
+                let deadline = tokio::time::Instant::from_std(started + step + DELIVERY_GRACE);
+                SinkClient::new(metrics)
+                    .delivery(&run_id, m.accepted, deadline)
+                    .await
+            })
+            .expect("/runs"),
+    );
+    let mut objective = Objective::default();
+    for slo in ["p99=2s", "errors=1%"] {
+        objective.add(slo).expect("slo");
+    }
+    objective.delivery = true;
+    judge(&objective, rate, step, &m)
+}
+
+#[test]
+fn find_max_through_postfix_into_the_sink() {
+    let (sink, smtp, metrics) = crate::metrics::sink(&["--track"]);
+    let relay = format!("[127.0.0.1]:{}", smtp.port());
+    let Some(mta) = Mta::start_or_skip(E2E, &relay, &[]) else {
+        return;
+    };
+    let endpoint = format!("127.0.0.1:{}", mta.addr.port());
+    let metrics = metrics.to_string();
+    let out = search(&[
+        "--find-max",
+        "--sink-url",
+        &format!("http://{metrics}"),
+        "--find-start",
+        "20",
+        "--find-step",
+        "2s",
+        "--find-precision",
+        "20%",
+        "--find-timeout",
+        "80s",
+        "--slo",
+        "p99=2s",
+        "-s",
+        "20",
+        "-f",
+        "a@x.test",
+        "-t",
+        "b@y.test",
+        &endpoint,
+    ]);
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "{}\nmaillog: {}",
+        out.stderr_text(),
+        mta.maillog()
+    );
+    let rate = sustainable(&out);
+    let stdout = out.stdout_text();
+    assert!(stdout.contains(", delivered "), "{stdout}");
+    // Shown with --nocapture: the README's example is such a run.
+    eprint!("{}{stdout}", out.stderr_text());
+    let dir = shared_tempdir();
+    let low = follow_up(&endpoint, &metrics, 0.8 * rate, 4, dir.path());
+    assert!(low.pass, "0.8 x {rate}: {low:?}\n{}", out.stderr_text());
+    let high = follow_up(&endpoint, &metrics, 1.5 * rate, 4, dir.path());
+    assert!(!high.pass, "1.5 x {rate} passed\n{}", out.stderr_text());
+    drop(sink);
 }

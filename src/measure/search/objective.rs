@@ -170,6 +170,21 @@ pub struct StepMeasure {
 }
 
 impl StepMeasure {
+    /// The figures of an open-loop run's report (no delivery, no error).
+    pub fn of_report(report: &super::super::report::Report) -> StepMeasure {
+        let c = &report.counters;
+        let latency = &report.latency[super::super::recorder::Phase::Message.index()];
+        StepMeasure {
+            attempted: c.attempted,
+            accepted: c.accepted,
+            errors: c.rejected + c.failed + c.connect_failures,
+            elapsed_secs: report.elapsed.as_secs_f64(),
+            latency: super::super::hist::summary(latency).into(),
+            run_error: None,
+            delivery: None,
+        }
+    }
+
     /// Accepted messages per second over the span of the schedule: the
     /// wall time less the fastest message's latency (the time the last
     /// message needs anyway), never less than the step. A backlog that

@@ -12,23 +12,21 @@
 
 mod sink_url;
 
+pub use sink_url::SinkClient;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::diag::{self, Error, Result};
-use crate::measure::hist;
 use crate::measure::options::{JsonOut, SourceOptions};
 use crate::measure::output::{print_stderr, write_json};
-use crate::measure::recorder::Phase;
 use crate::measure::report::Report;
-use crate::measure::search::objective::Delivery;
 use crate::measure::search::output::{answer, step_line, SearchJson};
 use crate::measure::search::{self, SearchConfig, StepMeasure, StepRunner};
 use crate::measure::source_side::command_line;
 use crate::measure::{html, timeline};
-use sink_url::SinkClient;
 
 use super::{SourceConfig, Summary};
 
@@ -42,9 +40,6 @@ pub const MAX_DRAIN: Duration = Duration::from_secs(30);
 
 /// Pause between steps without `--sink-url`.
 pub const SETTLE: Duration = Duration::from_millis(250);
-
-/// How often the sink's `/runs` is read while waiting.
-const POLL: Duration = Duration::from_millis(200);
 
 /// The real steps: open-loop runs of the source.
 struct SourceSteps {
@@ -77,28 +72,6 @@ impl SourceSteps {
         c
     }
 
-    /// What the sink received of run `run_id` by `deadline` (earlier when
-    /// all `accepted` messages are there).
-    async fn delivery(
-        &self,
-        sink: &SinkClient,
-        run_id: &str,
-        accepted: u64,
-        deadline: Instant,
-    ) -> Result<Delivery> {
-        loop {
-            let figures = sink.run(run_id).await?;
-            if figures.distinct >= accepted || Instant::now() >= deadline {
-                return Ok(Delivery {
-                    in_time: figures.distinct,
-                    backlog: accepted.saturating_sub(figures.distinct),
-                    p99_us: figures.p99_us,
-                });
-            }
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
     async fn measure_step(&mut self, rate: f64, duration: Duration) -> Result<StepMeasure> {
         let started = Instant::now();
         let outcome = super::run_plain(self.step_config(rate, duration)).await;
@@ -107,19 +80,11 @@ impl SourceSteps {
         let _ = std::fs::remove_file(&self.report_path);
         let report =
             Report::from_json(&text).map_err(|e| Error::fatal(format!("step report: {e}")))?;
-        let c = &report.counters;
-        let mut m = StepMeasure {
-            attempted: c.attempted,
-            accepted: c.accepted,
-            errors: c.rejected + c.failed + c.connect_failures,
-            elapsed_secs: report.elapsed.as_secs_f64(),
-            latency: hist::summary(&report.latency[Phase::Message.index()]).into(),
-            run_error: outcome.err().map(|e| e.to_string()),
-            delivery: None,
-        };
+        let mut m = StepMeasure::of_report(&report);
+        m.run_error = outcome.err().map(|e| e.to_string());
         if let (Some(sink), Some(run_id)) = (&self.sink, report.run_ids.first()) {
             let deadline = started + duration + DELIVERY_GRACE;
-            m.delivery = Some(self.delivery(sink, run_id, m.accepted, deadline).await?);
+            m.delivery = Some(sink.delivery(run_id, m.accepted, deadline).await?);
             self.pending = Some((run_id.clone(), m.accepted));
         }
         self.reports.push(report);
@@ -144,7 +109,7 @@ impl StepRunner for SourceSteps {
             return;
         };
         let deadline = Instant::now() + MAX_DRAIN;
-        if let Err(e) = self.delivery(sink, &run_id, accepted, deadline).await {
+        if let Err(e) = sink.delivery(&run_id, accepted, deadline).await {
             diag::warning(&e.to_string());
         }
     }

@@ -12,6 +12,10 @@ use serde::Deserialize;
 use tokio::net::TcpStream;
 
 use crate::diag::{Error, Result};
+use crate::measure::search::objective::Delivery;
+
+/// How often `/runs` is read while waiting for deliveries.
+const POLL: Duration = Duration::from_millis(200);
 
 /// Bound on one request, connect to last body byte: the sink answers from
 /// memory, so a slow answer means something is wrong.
@@ -71,6 +75,27 @@ impl SinkClient {
             .await
             .map_err(|_| http_error(&self.authority, "timed out"))??;
         parse_runs(&body, run_id).map_err(|e| http_error(&self.authority, e))
+    }
+
+    /// What the sink received of run `run_id` by `deadline` (earlier
+    /// when all `accepted` messages are there).
+    pub async fn delivery(
+        &self,
+        run_id: &str,
+        accepted: u64,
+        deadline: tokio::time::Instant,
+    ) -> Result<Delivery> {
+        loop {
+            let figures = self.run(run_id).await?;
+            if figures.distinct >= accepted || tokio::time::Instant::now() >= deadline {
+                return Ok(Delivery {
+                    in_time: figures.distinct,
+                    backlog: accepted.saturating_sub(figures.distinct),
+                    p99_us: figures.p99_us,
+                });
+            }
+            tokio::time::sleep(POLL).await;
+        }
     }
 
     async fn get(&self, path: &str) -> Result<Bytes> {

@@ -38,7 +38,7 @@ complete -c smtp-source -s v -d 'Verbose: log commands and replies to stderr (re
 complete -c smtp-source -l ehlo -d 'Send EHLO instead of HELO and read the server\'s extensions (LMTP: LHLO as always)'
 complete -c smtp-source -l pipelining -d 'RFC 2920: send MAIL, all RCPTs and DATA (or the BDAT chunks) in one write; with -d the next message\'s commands travel with the previous content (needs --ehlo)'
 complete -c smtp-source -l starttls -d 'RFC 3207: upgrade to TLS with STARTTLS after EHLO, then EHLO again (implies --ehlo)'
-complete -c smtp-source -l tls -d 'RFC 8314 implicit TLS: TLS from the first byte (port 465 style)'
+complete -c smtp-source -l tls -d 'RFC 8314 implicit TLS: TLS from the first byte; no port in the endpoint means 465 (submissions)'
 complete -c smtp-source -l tls-verify -d 'Verify the server certificate against --tls-ca and the host name (default: not verified)'
 complete -c smtp-source -l tls-resume -d 'Resume TLS sessions across connections (default: a full handshake each time)'
 complete -c smtp-source -l auth-plaintext -d 'Allow --auth without --starttls or --tls'

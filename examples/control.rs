@@ -52,7 +52,10 @@ fn real_main() -> smtpstone::Result<()> {
         let mut argv: Vec<OsString> = vec![OsString::from("smtp-source")];
         argv.extend(std::env::args_os().skip(1));
         argv.push(OsString::from(addr.to_string()));
-        let config = SourceConfig::from_args(&argv)?;
+        let source::Command::Run(config) = SourceConfig::from_args(&argv)? else {
+            return Err(smtpstone::Error::Usage);
+        };
+        let config = *config;
 
         let start = Instant::now();
         let summary = source::run(config).await;

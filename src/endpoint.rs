@@ -68,6 +68,11 @@ pub const UNIX_PATH_MAX: usize = 108;
 /// section 4.5.4.2: SMTP servers listen on port 25).
 pub const DEFAULT_SERVICE: &str = "smtp";
 
+/// The port smtp-source uses with implicit TLS (`--tls`) when the operand
+/// names none: submissions, RFC 8314 §3.3 (numeric, as services databases
+/// name it differently).
+pub const SUBMISSIONS_PORT: &str = "465";
+
 /// Port used for the `smtp` service when the services database lacks it,
 /// so that a minimal system (no /etc/services) still works.
 const SMTP_PORT_FALLBACK: &str = "25";
@@ -78,8 +83,8 @@ const INET_PREFIX: &[u8] = b"inet:";
 /// Which tool's `host_port()` defaults apply.
 #[derive(Clone, Copy)]
 enum Tool {
-    /// No default host; default service `smtp`.
-    Source,
+    /// No default host; this default service.
+    Source(&'static str),
     /// Default host = wildcard; no default service.
     Sink,
 }
@@ -96,7 +101,13 @@ enum Part<'a> {
 /// Parse an smtp-source operand (`[inet:]host[:port]`, `unix:PATH`); a
 /// missing port means the `smtp` service (port 25).
 pub fn parse_source(operand: &[u8]) -> Result<Endpoint> {
-    parse(operand, Tool::Source)
+    parse(operand, Tool::Source(DEFAULT_SERVICE))
+}
+
+/// [`parse_source`] with another default service (for implicit TLS:
+/// [`SUBMISSIONS_PORT`]).
+pub fn parse_source_default(operand: &[u8], service: &'static str) -> Result<Endpoint> {
+    parse(operand, Tool::Source(service))
 }
 
 /// Parse an smtp-sink operand (`[inet:][host]:port`, `unix:PATH`); there is
@@ -118,7 +129,7 @@ fn parse(operand: &[u8], tool: Tool) -> Result<Endpoint> {
     let rest = operand.strip_prefix(INET_PREFIX).unwrap_or(operand);
     let text = sanitize(rest);
     let (def_host, def_service): (Option<&[u8]>, Option<&[u8]>) = match tool {
-        Tool::Source => (None, Some(DEFAULT_SERVICE.as_bytes())),
+        Tool::Source(service) => (None, Some(service.as_bytes())),
         Tool::Sink => (Some(b""), None),
     };
     let (host, port) = host_port(rest, def_host, def_service)
@@ -506,6 +517,20 @@ mod tests {
                 None => assert!(got.is_ok(), "sink {operand:?}: {got:?}"),
             }
         }
+    }
+
+    #[test]
+    fn parse_source_default_service() {
+        let port = |ep: Endpoint| match ep {
+            Endpoint::Inet { port, .. } => port,
+            Endpoint::Unix(_) => String::new(),
+        };
+        let tls = |op: &[u8]| port(parse_source_default(op, SUBMISSIONS_PORT).unwrap());
+        assert_eq!(tls(b"mx.example"), "465");
+        assert_eq!(tls(b"[::1]"), "465");
+        assert_eq!(tls(b"mx.example:25"), "25");
+        assert_eq!(tls(b"mx.example:smtp"), "smtp");
+        assert_eq!(port(parse_source(b"mx.example").unwrap()), "smtp");
     }
 
     #[test]

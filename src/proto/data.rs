@@ -14,12 +14,43 @@
 //!
 //! Sans-IO: the caller feeds whatever it received; the scanner carries the
 //! small state across calls, so any split of the input gives the same result.
+//!
+//! The sending side ([`content_writes`]) plans how a client writes the
+//! content: in slices of bounded size, the final `.` line always in the same
+//! write as the last body bytes (a small write behind a large one waits for
+//! the peer's delayed ACK under Nagle's algorithm, RFC 1122 §4.2.3.4).
 
 use memchr::memchr;
 use memchr::memmem;
 
 /// The end-of-data marker, including the CR LF that ends the last line.
 pub const END_OF_DATA: &[u8] = b"\r\n.\r\n";
+
+/// The line that ends DATA content after the body's final CRLF
+/// (RFC 5321 §4.1.1.4).
+pub const DOT_LINE: &[u8] = b".\r\n";
+
+/// One write of a DATA body: the body bytes in `range`, then `tail`
+/// ([`DOT_LINE`] on the last write, empty before).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentWrite {
+    /// The body bytes of this write.
+    pub range: std::ops::Range<usize>,
+    /// Bytes that follow them in the same write.
+    pub tail: &'static [u8],
+}
+
+/// Split a body of `len` bytes into writes of at most `max` body bytes
+/// (`max` > 0), each under its own time limit, with the final `.` line in
+/// the last one. The slices are of equal size (to a byte), so the last one
+/// is never a small remainder behind a large write.
+pub fn content_writes(len: usize, max: usize) -> impl Iterator<Item = ContentWrite> {
+    let count = len.div_ceil(max.max(1)).max(1);
+    (0..count).map(move |i| ContentWrite {
+        range: len * i / count..len * (i + 1) / count,
+        tail: if i + 1 == count { DOT_LINE } else { b"" },
+    })
+}
 
 /// States of the reference machine, as matched-prefix lengths of
 /// [`END_OF_DATA`].
@@ -150,6 +181,40 @@ fn transform(mut state: u8, buf: &[u8], out: &mut impl FnMut(&[u8])) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_writes_put_the_dot_with_the_last_body_bytes() {
+        const MAX: usize = 1 << 20;
+        // The -l 1048576 body is 1048578 bytes: just over one slice.
+        for len in [
+            0,
+            1,
+            5,
+            MAX - 1,
+            MAX,
+            MAX + 2,
+            2 * MAX,
+            2 * MAX + 1,
+            5 * MAX + 7,
+        ] {
+            let writes: Vec<ContentWrite> = content_writes(len, MAX).collect();
+            let last = writes.last().expect("at least one write");
+            assert_eq!(last.tail, DOT_LINE, "len {len}");
+            assert_eq!(last.range.end, len, "len {len}");
+            let mut at = 0;
+            for w in &writes {
+                assert_eq!(w.range.start, at, "len {len}: contiguous");
+                assert!(w.range.len() <= MAX, "len {len}: bounded");
+                // No small write behind a large one: every slice of a
+                // multi-write body is at least half a slice.
+                if writes.len() > 1 {
+                    assert!(w.range.len() >= MAX / 2, "len {len}: {:?}", w.range);
+                }
+                at = w.range.end;
+            }
+            assert!(writes[..writes.len() - 1].iter().all(|w| w.tail.is_empty()));
+        }
+    }
 
     /// Trivially correct reference: the §10 machine one byte at a time, with
     /// the §16.4 rule applied to each byte.

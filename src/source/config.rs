@@ -213,72 +213,31 @@ pub struct SourceConfig {
     pub measure: SourceOptions,
 }
 
-/// What the command line asks for.
-#[derive(Debug)]
-pub enum Command {
-    /// Run with this configuration.
-    Run(Box<SourceConfig>),
-    /// Print this text to stdout and exit 0 (`--help`, `--version`).
-    Print(String),
-}
-
-/// C `atoi`: optional leading whitespace, optional sign, leading digits;
-/// anything else is ignored; no digits gives 0. Like glibc (`(int) strtol`),
-/// the value saturates at the `long` range and is then truncated to `int`.
-pub fn atoi(bytes: &[u8]) -> i32 {
-    let mut i = 0;
-    while i < bytes.len() && matches!(bytes[i], b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r') {
-        i += 1;
-    }
-    let mut negative = false;
-    if i < bytes.len() && (bytes[i] == b'+' || bytes[i] == b'-') {
-        negative = bytes[i] == b'-';
-        i += 1;
-    }
-    let mut value: i128 = 0;
-    while i < bytes.len() && bytes[i].is_ascii_digit() {
-        value = (value * 10 + i128::from(bytes[i] - b'0')).min(i128::from(i64::MAX) + 1);
-        i += 1;
-    }
-    if negative {
-        value = -value;
-    }
-    let long = value.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
-    long as i32
-}
-
-fn text(bytes: &[u8]) -> String {
-    // One `?` per byte outside printable ASCII, as Postfix prints it.
-    diag::sanitize(bytes)
-}
+/// What the command line asks for: run, or print `--help`/`--version`.
+pub type Command = args::Command<SourceConfig>;
 
 /// `atoi(value)`, which must be > 0, else `fatal: WHAT: ARG`.
 fn positive(opt: &Occurrence, what: &str) -> Result<i32> {
-    let n = atoi(opt.bytes());
+    let n = args::atoi(opt.bytes());
     if n <= 0 {
-        return Err(Error::fatal(format!("{what}: {}", text(opt.bytes()))));
+        return Err(Error::fatal(format!(
+            "{what}: {}",
+            diag::sanitize(opt.bytes())
+        )));
     }
     Ok(n)
 }
 
 impl SourceConfig {
-    /// Parse `argv` (with `argv[0]`). Validation warnings (`-M`) are printed
-    /// to stderr as they happen; errors come back as [`Error`].
-    pub fn parse_command(argv: &[OsString]) -> Result<Command> {
+    /// Parse `argv` (with `argv[0]`): a checked configuration, or the text
+    /// of `--help`/`--version`. Validation warnings (`-M`) are printed to
+    /// stderr as they happen; errors come back as [`Error`].
+    pub fn from_args(argv: &[OsString]) -> Result<Command> {
         match args::parse(&SPEC, argv)? {
             Parsed::Help(text) | Parsed::Version(text) => Ok(Command::Print(text)),
             Parsed::Run { opts, operands } => {
                 Self::from_parsed(&opts, &operands).map(|c| Command::Run(Box::new(c)))
             }
-        }
-    }
-
-    /// Parse `argv` (with `argv[0]`) into a configuration; `--help` and
-    /// `--version` are errors here (use [`SourceConfig::parse_command`]).
-    pub fn from_args(argv: &[OsString]) -> Result<SourceConfig> {
-        match Self::parse_command(argv)? {
-            Command::Run(config) => Ok(*config),
-            Command::Print(_) => Err(Error::Usage),
         }
     }
 
@@ -350,12 +309,15 @@ impl SourceConfig {
                             diag::warning(&w);
                             return Err(Error::fatal(format!(
                                 "bad address literal: {}",
-                                text(name)
+                                diag::sanitize(name)
                             )));
                         }
                     } else if let Err(w) = hostname::check_hostname(name) {
                         diag::warning(&w);
-                        return Err(Error::fatal(format!("bad hostname: {}", text(name))));
+                        return Err(Error::fatal(format!(
+                            "bad hostname: {}",
+                            diag::sanitize(name)
+                        )));
                     }
                     c.hostname = Some(name.to_vec());
                 }
@@ -426,7 +388,7 @@ with -d the next message's commands travel with the previous content (needs --eh
     LongOpt {
         name: "tls",
         value: None,
-        help: "RFC 8314 implicit TLS: TLS from the first byte (port 465 style)",
+        help: "RFC 8314 implicit TLS: TLS from the first byte; no port in the endpoint means 465 (submissions)",
     },
     LongOpt {
         name: "tls-verify",
@@ -583,7 +545,7 @@ impl Extensions {
                 None => {
                     return Err(Error::fatal(format!(
                         "unsupported --auth mechanism: {} (use PLAIN or LOGIN)",
-                        text(value)
+                        diag::sanitize(value)
                     )))
                 }
             },
@@ -599,7 +561,7 @@ impl Extensions {
                         .and_then(|v| v.parse::<usize>().ok())
                         .filter(|&n| n > 0)
                         .ok_or_else(|| {
-                            Error::fatal(format!("bad BDAT chunk size: {}", text(value)))
+                            Error::fatal(format!("bad BDAT chunk size: {}", diag::sanitize(value)))
                         })?,
                 };
                 self.bdat = Some(size);
@@ -694,35 +656,15 @@ impl Extensions {
 mod tests {
     use super::*;
 
-    #[test]
-    fn atoi_table() {
-        let cases: &[(&str, i32)] = &[
-            ("5", 5),
-            ("5abc", 5),
-            ("abc", 0),
-            ("", 0),
-            ("  42", 42),
-            ("\t-7", -7),
-            ("+3", 3),
-            ("-0", 0),
-            ("- 3", 0),
-            ("2147483647", i32::MAX),
-            ("2147483648", i32::MIN),
-            ("4294967297", 1),
-            ("99999999999999999999999", -1),
-            ("-99999999999999999999999", 0),
-        ];
-        for (input, want) in cases {
-            assert_eq!(atoi(input.as_bytes()), *want, "atoi({input:?})");
-        }
-    }
-
     fn parse(argv: &[&str]) -> Result<SourceConfig> {
         let argv: Vec<OsString> = std::iter::once("smtp-source")
             .chain(argv.iter().copied())
             .map(OsString::from)
             .collect();
-        SourceConfig::from_args(&argv)
+        match SourceConfig::from_args(&argv)? {
+            Command::Run(config) => Ok(*config),
+            Command::Print(_) => Err(Error::Usage),
+        }
     }
 
     fn fatal(argv: &[&str]) -> String {

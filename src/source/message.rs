@@ -8,7 +8,9 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use memchr::memchr_iter;
 
-use crate::diag::{Error, Result};
+use crate::diag::{errno_text, Error, Result};
+
+use super::config::SourceConfig;
 
 /// The default body (no `-l`, no `-F`, or an empty `-F` file).
 pub const DEFAULT_BODY: &[u8] =
@@ -60,16 +62,6 @@ pub fn file_body(content: &[u8]) -> Vec<u8> {
     }
     out.extend_from_slice(b"\r\n");
     out
-}
-
-/// Text of an I/O error as `strerror` prints it (without Rust's
-/// ` (os error N)` suffix).
-pub fn errno_text(err: &std::io::Error) -> String {
-    let full = err.to_string();
-    match full.rfind(" (os error ") {
-        Some(pos) if err.raw_os_error().is_some() => full[..pos].to_string(),
-        _ => full,
-    }
 }
 
 /// Read a `-F` file: `open FILE: ERRNO` / `read FILE: ERRNO` on failure.
@@ -133,6 +125,72 @@ impl Template {
         out.extend_from_slice(b">\r\n");
         out.extend_from_slice(&self.subject_line);
         out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// The message body of a run (spec 7): the `-F` file, the `-l` generated
+/// body, or the default one; without the final `.` line.
+pub fn body(config: &SourceConfig) -> Result<Vec<u8>> {
+    Ok(match (&config.file, config.length) {
+        (Some(path), _) => file_body(&read_file(path)?),
+        (None, Some(length)) => generated_body(length),
+        (None, None) => DEFAULT_BODY.to_vec(),
+    })
+}
+
+/// The commands and content every session sends, built once per run.
+#[derive(Debug)]
+pub struct Message {
+    /// The content (headers rendered per message).
+    pub template: Template,
+    /// `HELO host` / `LHLO host`.
+    pub helo: Vec<u8>,
+    /// `MAIL FROM:<sender>`.
+    pub mail: Vec<u8>,
+    /// The recipient split at its last `@`: local part, `@domain`.
+    rcpt_local: Vec<u8>,
+    rcpt_domain: Vec<u8>,
+}
+
+impl Message {
+    /// Build the run's message for `host` (the `-M` or system name) from
+    /// the options: sender and recipient default to `foo@host`.
+    pub fn build(config: &SourceConfig, host: &[u8], body: Vec<u8>) -> Message {
+        let default_addr = || [&b"foo@"[..], host].concat();
+        let sender = config.sender.clone().unwrap_or_else(default_addr);
+        let recipient = config.recipient.clone().unwrap_or_else(default_addr);
+        let split = recipient
+            .iter()
+            .rposition(|&b| b == b'@')
+            .unwrap_or(recipient.len());
+        let (rcpt_local, rcpt_domain) = recipient.split_at(split);
+        let template = Template {
+            headers: !config.old_mode && config.file.is_none(),
+            from_line: [&b"From: <"[..], &sender, b">\r\n"].concat(),
+            subject_line: match &config.subject {
+                Some(s) => [&b"Subject: "[..], s, b"\r\n"].concat(),
+                None => Vec::new(),
+            },
+            hostname: host.to_vec(),
+            body: body.into(),
+        };
+        let verb: &[u8] = if config.lmtp { b"LHLO " } else { b"HELO " };
+        Message {
+            template,
+            helo: [verb, host].concat(),
+            mail: [&b"MAIL FROM:<"[..], &sender, b">"].concat(),
+            rcpt_local: rcpt_local.to_vec(),
+            rcpt_domain: rcpt_domain.to_vec(),
+        }
+    }
+
+    /// LOCAL [n] DOMAIN.
+    pub fn write_recipient(&self, out: &mut BytesMut, n: Option<i32>) {
+        out.extend_from_slice(&self.rcpt_local);
+        if let Some(n) = n {
+            let _ = write!(out, "{n}");
+        }
+        out.extend_from_slice(&self.rcpt_domain);
     }
 }
 
@@ -231,11 +289,5 @@ mod tests {
             b"From: <foo@vm>\r\nTo: <foo@vm>\r\nDate: Sat, 28 Nov 2026 11:55:59 +0000 (UTC)\r\n\
 Message-Id: <237e.0003.ffffffff@vm>\r\nSubject: hi\r\n\r\n"
         );
-    }
-
-    #[test]
-    fn errno_text_strips_suffix() {
-        let e = std::io::Error::from_raw_os_error(libc::ENOENT);
-        assert_eq!(errno_text(&e), "No such file or directory");
     }
 }

@@ -12,25 +12,22 @@ pub mod find_max;
 pub mod message;
 mod net;
 mod session;
+mod shared;
 
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
-use bytes::BytesMut;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 pub use config::{Command, SourceConfig};
 
 use crate::diag::{self, Error, Result};
 use crate::endpoint::{self, Endpoint};
-use crate::measure::source_side::{self as measure, SourceMeasure};
-use crate::proto::{date, hostname};
-use message::Template;
+use crate::measure::source_side as measure;
+use crate::proto::hostname;
+use message::Message;
 use net::Target;
-
-/// Longest UNIX-domain socket path (`sizeof(sun_path)` is 108 with the NUL).
-const UNIX_PATH_MAX: usize = 108;
+use shared::Shared;
 
 /// What a completed run did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -39,62 +36,6 @@ pub struct Summary {
     pub messages: u64,
     /// Connections established.
     pub connections: u64,
-}
-
-/// State shared by all sessions of a run (read-only, or atomics).
-pub(crate) struct Shared {
-    config: SourceConfig,
-    template: Template,
-    /// `HELO host` / `LHLO host`.
-    helo: Vec<u8>,
-    /// `MAIL FROM:<sender>`.
-    mail: Vec<u8>,
-    /// The recipient split at its last `@`: local part, `@domain`.
-    rcpt_local: Vec<u8>,
-    rcpt_domain: Vec<u8>,
-    target: Target,
-    /// Postfix's global `message_count` (C int): checked, then decremented.
-    remaining: AtomicI32,
-    /// Global recipient number (3.12 numbering, starts at 0).
-    rcpt_counter: AtomicI32,
-    messages: AtomicU64,
-    connections: AtomicU64,
-    /// The ESMTP/TLS settings (issue #7); `None` keeps Postfix's dialogue.
-    esmtp: Option<session::esmtp::Setup>,
-    date: OnceLock<String>,
-    connect_gate: Semaphore,
-    pid: u32,
-    /// Measurements (issue #6); `None` without a measurement option.
-    measure: Option<SourceMeasure>,
-}
-
-impl Shared {
-    /// Start a message: true if one was left. The counter is decremented
-    /// in every case (spec 4: `-s 3 -m 2` leaves it at -1).
-    fn take_message(&self) -> bool {
-        self.remaining.fetch_sub(1, Ordering::Relaxed) > 0
-    }
-
-    /// The Date header value, made once per run at the first DATA.
-    fn date(&self) -> &str {
-        self.date.get_or_init(|| {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
-            date::rfc2822(now)
-        })
-    }
-
-    /// LOCAL [n] DOMAIN.
-    fn write_recipient(&self, out: &mut BytesMut, n: Option<i32>) {
-        out.extend_from_slice(&self.rcpt_local);
-        if let Some(n) = n {
-            use std::fmt::Write;
-            let _ = write!(out, "{n}");
-        }
-        out.extend_from_slice(&self.rcpt_domain);
-    }
 }
 
 fn system_hostname() -> Result<Vec<u8>> {
@@ -117,43 +58,51 @@ fn system_hostname() -> Result<Vec<u8>> {
 /// (the other sessions are dropped, which resets their connections). With
 /// `-c`, the final `\n` is written to stdout on success.
 pub async fn run(config: SourceConfig) -> Result<Summary> {
-    if let Some(search) = config.measure.search.clone() {
-        // --find-max: a series of open-loop runs.
-        return find_max::run(config, search).await;
-    }
-    run_plain(config).await
+    run_until(config, std::future::pending()).await
 }
 
-/// One run of `config` (see [`run`]); a step of `--find-max`.
-async fn run_plain(config: SourceConfig) -> Result<Summary> {
+/// [`run`], ended early when `shutdown` completes: the sessions are
+/// dropped (their connections reset, as when a session fails), and the
+/// measurements are finished and reported as at the end of a run. A
+/// capacity search (`--find-max`) ends with an error instead.
+pub async fn run_until(
+    config: SourceConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<Summary> {
+    let Some(search) = config.measure.search.clone() else {
+        return run_once(config, shutdown).await;
+    };
+    tokio::select! {
+        done = find_max::run(config, search) => done,
+        () = shutdown => Err(Error::fatal("capacity search interrupted")),
+    }
+}
+
+/// One run of `config` (see [`run_until`]); also a step of `--find-max`.
+async fn run_once(
+    config: SourceConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<Summary> {
     if config.measure.merge {
         // --merge: combine reports, send nothing.
         measure::merge_files(&config.measure)?;
         return Ok(Summary::default());
     }
-    let body: Vec<u8> = match (&config.file, config.length) {
-        (Some(path), _) => message::file_body(&message::read_file(path)?),
-        (None, Some(length)) => message::generated_body(length),
-        (None, None) => message::DEFAULT_BODY.to_vec(),
-    };
+    let body = message::body(&config)?;
 
-    let endpoint = endpoint::parse_source(&config.endpoint)?;
+    let endpoint = if config.ext.tls == config::TlsMode::Implicit {
+        endpoint::parse_source_default(&config.endpoint, endpoint::SUBMISSIONS_PORT)?
+    } else {
+        endpoint::parse_source(&config.endpoint)?
+    };
     // The TLS server name (SNI, verification) is the endpoint's host.
     let tls_host = match &endpoint {
         Endpoint::Inet { host, .. } => host.clone(),
         Endpoint::Unix(_) => None,
     };
     let target = match endpoint {
-        Endpoint::Unix(path) => {
-            use std::os::unix::ffi::OsStrExt;
-            if path.as_os_str().as_bytes().len() >= UNIX_PATH_MAX {
-                return Err(Error::fatal(format!(
-                    "unix-domain name too long: {}",
-                    diag::sanitize(path.as_os_str().as_bytes())
-                )));
-            }
-            Target::Unix(path)
-        }
+        // endpoint::parse_source checked the length (UNIX_PATH_MAX).
+        Endpoint::Unix(path) => Target::Unix(path),
         ep @ Endpoint::Inet { .. } => Target::Inet(endpoint::resolve(&ep, config.family, false)?),
     };
 
@@ -161,55 +110,18 @@ async fn run_plain(config: SourceConfig) -> Result<Summary> {
         Some(h) => h.clone(),
         None => system_hostname()?,
     };
-    let default_addr = || [&b"foo@"[..], &host].concat();
-    let sender = config.sender.clone().unwrap_or_else(default_addr);
-    let recipient = config.recipient.clone().unwrap_or_else(default_addr);
-    let split = recipient
-        .iter()
-        .rposition(|&b| b == b'@')
-        .unwrap_or(recipient.len());
-    let (rcpt_local, rcpt_domain) = recipient.split_at(split);
-
-    let headers = !config.old_mode && config.file.is_none();
-    let template = Template {
-        headers,
-        from_line: [&b"From: <"[..], &sender, b">\r\n"].concat(),
-        subject_line: match &config.subject {
-            Some(s) => [&b"Subject: "[..], s, b"\r\n"].concat(),
-            None => Vec::new(),
-        },
-        hostname: host.clone(),
-        body: body.into(),
-    };
-    let verb: &[u8] = if config.lmtp { b"LHLO " } else { b"HELO " };
+    let message = Message::build(&config, &host, body);
     let esmtp = if config.ext.active() {
-        Some(session::esmtp::Setup::new(
+        Some(Arc::new(session::esmtp::Setup::new(
             &config,
             tls_host.as_deref(),
             &host,
-            &template.body,
-        )?)
+            &message.template.body,
+        )?))
     } else {
         None
     };
-    let shared = Arc::new(Shared {
-        esmtp,
-        helo: [verb, &host].concat(),
-        mail: [&b"MAIL FROM:<"[..], &sender, b">"].concat(),
-        rcpt_local: rcpt_local.to_vec(),
-        rcpt_domain: rcpt_domain.to_vec(),
-        template,
-        target,
-        remaining: AtomicI32::new(config.measure.message_count(config.messages)),
-        rcpt_counter: AtomicI32::new(0),
-        messages: AtomicU64::new(0),
-        connections: AtomicU64::new(0),
-        date: OnceLock::new(),
-        connect_gate: Semaphore::new(1),
-        pid: std::process::id(),
-        measure: SourceMeasure::new(&config.measure, config.lmtp),
-        config,
-    });
+    let shared = Arc::new(Shared::new(config, message, target, esmtp));
 
     // Metrics hook: listening before the first message is sent.
     let _metrics = match &shared.measure {
@@ -225,8 +137,13 @@ async fn run_plain(config: SourceConfig) -> Result<Summary> {
         tasks.spawn(session.run(first));
     }
     let progress = shared.measure.as_ref().and_then(|m| m.spawn_progress());
+    tokio::pin!(shutdown);
     let outcome = loop {
-        match tasks.join_next().await {
+        let joined = tokio::select! {
+            joined = tasks.join_next() => joined,
+            () = &mut shutdown => break Ok(()),
+        };
+        match joined {
             None => break Ok(()),
             Some(Ok(Ok(()))) => {}
             Some(Ok(Err(e))) => break Err(e),

@@ -12,16 +12,17 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::conn::Connection;
-use crate::diag::{self, Error, Result};
+use crate::diag::{self, errno_text, Error, Result};
 use crate::measure::recorder::Phase;
 use crate::measure::source_side::{Hooks as _, Probe};
+use crate::proto::data;
+use crate::proto::pipeline::is_closing;
 use crate::proto::reply::{Event, ReplyParser};
 
 use crate::tls::MaybeTls;
 
-use super::message::errno_text;
 use super::net::{self, ConnectError, Stream};
-use super::Shared;
+use super::shared::Shared;
 
 /// Bytes asked for per read: replies are short, and a small buffer keeps
 /// thousands of sessions cheap.
@@ -79,15 +80,8 @@ pub(crate) struct Session {
     /// The number used in this session's last numbered RCPT.
     last_rcpt: i32,
     rng: Option<SmallRng>,
-    /// ESMTP path state (empty unless an extension option is on).
-    esmtp: esmtp::State,
     /// Measurement hooks (issue #6); `None` unless the run records.
     probe: Option<Box<Probe>>,
-}
-
-/// `421`/`521` mean the server is closing the channel (RFC 5321 §3.8).
-fn is_closing(code: u32) -> bool {
-    code == 421 || code == 521
 }
 
 impl Session {
@@ -104,7 +98,6 @@ impl Session {
             parser: ReplyParser::new(),
             last_rcpt: 0,
             rng,
-            esmtp: esmtp::State::default(),
             probe,
         }
     }
@@ -112,8 +105,8 @@ impl Session {
     /// Run messages until the shared pool is empty. `first` is the outcome
     /// of the start-up check (done in session order by the caller).
     pub(crate) async fn run(mut self, first: bool) -> Result<()> {
-        if self.shared.esmtp.is_some() {
-            return self.run_esmtp(first).await;
+        if let Some(setup) = self.shared.esmtp.clone() {
+            return esmtp::Esmtp::new(self, setup).run(first).await;
         }
         let mut go = first;
         while go {
@@ -368,7 +361,7 @@ impl Session {
                 self.reject("rejected at server banner", code, false)?;
             }
             if !config.old_mode {
-                self.command(&shared.helo, Ctx::Helo).await?;
+                self.command(&shared.message.helo, Ctx::Helo).await?;
                 let code = self.reply(Ctx::Helo).await?;
                 self.probe.reply(Phase::Helo, code);
                 if code / 100 != 2 {
@@ -385,7 +378,7 @@ impl Session {
             }
         }
 
-        self.command(&shared.mail, Ctx::Mail).await?;
+        self.command(&shared.message.mail, Ctx::Mail).await?;
         let code = self.reply(Ctx::Mail).await?;
         self.probe.reply(Phase::Mail, code);
         if code / 100 != 2 {
@@ -465,50 +458,27 @@ impl Session {
     async fn send_content(&mut self) -> Result<()> {
         let shared = Arc::clone(&self.shared);
         let config = &shared.config;
-        let date = shared.date();
-        let remaining = shared.remaining.load(Ordering::Relaxed);
         let numbered = config.numbering.then_some(self.last_rcpt);
         let limit = config.io_timeout;
         if config.verbose > 0 {
             diag::info(".");
         }
         let conn = self.conn(Ctx::Message)?;
-        let fd = conn.fd;
-        shared.template.write_headers(
-            conn.io.write_buf(),
-            |out| shared.write_recipient(out, numbered),
-            date,
-            shared.pid,
-            fd,
-            remaining,
-        );
-        if let Some(m) = &shared.measure {
-            let headers = shared.template.headers;
-            m.stamp(conn.io.write_buf(), headers, config.file.is_none());
-        }
+        shared.write_headers(conn.io.write_buf(), numbered, conn.fd);
         let head = conn.io.write_buf().len();
         // The time limit is per write, not per message: a huge body is
         // written in slices, each with its own limit (the first slice also
         // carries the headers, the last one the final dot).
-        let mut rest: &[u8] = &shared.template.body;
-        loop {
-            let last = rest.len() <= WRITE_SLICE;
-            let (part, tail): (&[u8], &[u8]) = if last {
-                (rest, b".\r\n")
-            } else {
-                (&rest[..WRITE_SLICE], b"")
-            };
-            match tokio::time::timeout(limit, conn.io.flush_with(part, tail)).await {
+        let body: &[u8] = &shared.message.template.body;
+        for write in data::content_writes(body.len(), WRITE_SLICE) {
+            let part = &body[write.range];
+            match tokio::time::timeout(limit, conn.io.flush_with(part, write.tail)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return Err(self.lost(Ctx::Message)),
                 Err(_) => return Err(self.timeout(Ctx::Message)),
             }
-            if last {
-                break;
-            }
-            rest = &rest[WRITE_SLICE..];
         }
-        self.probe.sent(head + shared.template.body.len() + 3);
+        self.probe.sent(head + body.len() + data::DOT_LINE.len());
         let sent = shared.messages.fetch_add(1, Ordering::Relaxed) + 1;
         if config.counter {
             let mut out = std::io::stdout().lock();

@@ -300,3 +300,47 @@ fn start_up_errors() {
         assert_eq!(ours.stdout, theirs.stdout, "{args:?}");
     }
 }
+
+/// A multi-line reply whose lines have these text lengths (code 554).
+fn long_reply(texts: &[usize]) -> Action {
+    let mut bytes = Vec::new();
+    for (i, &n) in texts.iter().enumerate() {
+        let sep = if i + 1 < texts.len() { '-' } else { ' ' };
+        bytes.extend_from_slice(format!("554{sep}").as_bytes());
+        bytes.extend(std::iter::repeat_n(b'x', n));
+        bytes.extend_from_slice(b"\r\n");
+    }
+    Action::Reply(bytes)
+}
+
+#[test]
+fn long_multiline_replies() {
+    // The joined text passes the 10240-byte limit by whole lines: the
+    // warning must match byte for byte (2, 3 and many lines, and lines
+    // that bring the text to just under, at and over the limit).
+    let cases: &[&[usize]] = &[
+        &[6000, 6000],
+        &[10239, 5],
+        &[10238, 5, 7],
+        &[6000, 4237, 5],
+        &[6000, 4238, 5],
+        &[6000, 4239, 5],
+        &[0, 10236, 0, 3],
+        &[3000; 5],
+        &[900; 40],
+    ];
+    for texts in cases {
+        let action = long_reply(texts);
+        let rules: Rules = Arc::new(move |cmd: &Cmd| (cmd.verb == ".").then(|| action.clone()));
+        let args = ["-A", "-M", "vm"];
+        if !compare_with(
+            "differential_source::long_multiline_replies",
+            &args,
+            reply("220 fake ESMTP"),
+            false,
+            rules,
+        ) {
+            return;
+        }
+    }
+}

@@ -101,9 +101,11 @@ fn config(args: &[&str], cap: &Capture, limit: Duration) -> SourceConfig {
         .chain([cap.endpoint()])
         .map(OsString::from)
         .collect();
-    let mut c = SourceConfig::from_args(&argv).expect("config");
+    let source::Command::Run(mut c) = SourceConfig::from_args(&argv).expect("config") else {
+        panic!("{argv:?} runs");
+    };
     c.io_timeout = limit;
-    c
+    *c
 }
 
 fn run_lib(c: SourceConfig) -> smtpstone::Result<source::Summary> {
@@ -168,4 +170,29 @@ fn library_summary() {
         Duration::from_secs(20),
     ));
     assert_eq!(res.expect("run").connections, 1);
+}
+
+#[test]
+fn run_until_stops_at_shutdown() {
+    // A server that never answers: only the shutdown can end this run
+    // before the (long) reply limit.
+    let cap = Capture::start(Action::Silent, Arc::new(|c: &Cmd| default_action(c, false)));
+    let c = config(&["-s", "3", "-m", "9"], &cap, Duration::from_secs(600));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let connected = async {
+        while cap.connections() < 3 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    let run = source::run_until(c, connected);
+    let summary = rt
+        .block_on(async { tokio::time::timeout(Duration::from_secs(30), run).await })
+        .expect("the run ends at shutdown")
+        .expect("a shutdown is not an error");
+    assert_eq!(summary.messages, 0);
+    // The third connect may be accepted before its session counted it.
+    assert!((2..=3).contains(&summary.connections), "{summary:?}");
 }

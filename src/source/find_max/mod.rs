@@ -74,7 +74,8 @@ impl SourceSteps {
 
     async fn measure_step(&mut self, rate: f64, duration: Duration) -> Result<StepMeasure> {
         let started = Instant::now();
-        let outcome = super::run_plain(self.step_config(rate, duration)).await;
+        let outcome =
+            super::run_once(self.step_config(rate, duration), std::future::pending()).await;
         let text = std::fs::read_to_string(&self.report_path)
             .map_err(|e| Error::fatal(format!("step report: {}", diag::errno_text(&e))))?;
         let _ = std::fs::remove_file(&self.report_path);

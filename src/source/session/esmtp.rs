@@ -50,10 +50,8 @@ const IOV_BATCH: usize = 64;
 
 /// Run-wide ESMTP settings, built once at start-up.
 pub(crate) struct Setup {
-    /// The TLS client (shared config: one session cache for `--tls-resume`).
-    connector: Option<TlsConnector>,
-    /// SNI / verification name.
-    server_name: Option<ServerName<'static>>,
+    /// The TLS client; `None` without `--tls`/`--starttls`.
+    tls: Option<TlsClient>,
     /// `EHLO host` / `LHLO host`.
     ehlo: Vec<u8>,
     /// MAIL parameters after the size: ` BODY=8BITMIME`, ` SMTPUTF8`.
@@ -78,8 +76,8 @@ impl Setup {
         body: &Arc<[u8]>,
     ) -> Result<Setup> {
         let ext = &config.ext;
-        let (connector, server_name) = if ext.tls == TlsMode::Off {
-            (None, None)
+        let tls = if ext.tls == TlsMode::Off {
+            None
         } else {
             let opts = ClientOptions {
                 verify_roots: ext.tls_ca.as_deref(),
@@ -92,7 +90,11 @@ impl Setup {
                     host.unwrap_or("")
                 ))
             })?;
-            (Some(connector), Some(name))
+            Some(TlsClient {
+                connector,
+                name,
+                implicit: ext.tls == TlsMode::Implicit,
+            })
         };
         let verb: &[u8] = if config.lmtp { b"LHLO " } else { b"EHLO " };
         let mut mail_params = Vec::new();
@@ -127,14 +129,45 @@ impl Setup {
             required.push((Extension::Auth(auth.mech), "--auth"));
         }
         Ok(Setup {
-            connector,
-            server_name,
+            tls,
             ehlo: [verb, helo_host].concat(),
             mail_params,
             body,
             body_octets,
             required,
         })
+    }
+}
+
+/// How a session's connections use TLS.
+pub(crate) struct TlsClient {
+    /// The client (shared config: one session cache for `--tls-resume`).
+    connector: TlsConnector,
+    /// SNI / verification name.
+    name: ServerName<'static>,
+    /// `--tls`: handshake at connect; else `--starttls`.
+    implicit: bool,
+}
+
+/// A session on the ESMTP path: the session, the run's ESMTP settings
+/// and this session's ESMTP state. It dereferences to the [`Session`], so
+/// the ESMTP steps use the session's connection, replies and rules.
+pub(crate) struct Esmtp {
+    session: Session,
+    setup: Arc<Setup>,
+    esmtp: State,
+}
+
+impl std::ops::Deref for Esmtp {
+    type Target = Session;
+    fn deref(&self) -> &Session {
+        &self.session
+    }
+}
+
+impl std::ops::DerefMut for Esmtp {
+    fn deref_mut(&mut self) -> &mut Session {
+        &mut self.session
     }
 }
 
@@ -221,16 +254,17 @@ fn ctx_of(stage: Stage) -> Ctx {
     }
 }
 
-impl Session {
-    fn setup(&self) -> Result<&Setup> {
-        self.shared
-            .esmtp
-            .as_ref()
-            .ok_or_else(|| Error::fatal("internal error: ESMTP path without setup"))
+impl Esmtp {
+    pub(super) fn new(session: Session, setup: Arc<Setup>) -> Esmtp {
+        Esmtp {
+            session,
+            setup,
+            esmtp: State::default(),
+        }
     }
 
     /// The ESMTP run loop (replaces [`Session::run`]'s loop).
-    pub(super) async fn run_esmtp(mut self, first: bool) -> Result<()> {
+    pub(super) async fn run(mut self, first: bool) -> Result<()> {
         let mut go = first;
         while go {
             if !self.measured_start().await {
@@ -345,17 +379,17 @@ impl Session {
     }
 
     /// The TLS handshake on the open connection (timed for the report).
-    async fn handshake(&mut self, ctx: Ctx) -> Result<()> {
+    async fn handshake(&mut self, ctx: Ctx, tls: &TlsClient) -> Result<()> {
         let shared = Arc::clone(&self.shared);
-        let setup = self.setup()?;
-        let (Some(connector), Some(name)) = (setup.connector.clone(), setup.server_name.clone())
-        else {
-            return Err(Error::fatal("internal error: TLS without a client"));
-        };
+        let TlsClient {
+            connector, name, ..
+        } = tls;
         let limit = shared.config.io_timeout;
         let conn = self.conn(ctx)?;
         let start = Instant::now();
-        let res = tokio::time::timeout(limit, conn.io.stream_mut().connect(&connector, name)).await;
+        let res =
+            tokio::time::timeout(limit, conn.io.stream_mut().connect(connector, name.clone()))
+                .await;
         match res {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(Error::fatal(format!("TLS handshake failed: {e}"))),
@@ -382,7 +416,7 @@ impl Session {
 
     /// EHLO/LHLO and its capability list. False when the connection ended.
     async fn ehlo(&mut self) -> Result<bool> {
-        let line = self.setup()?.ehlo.clone();
+        let line = self.setup.ehlo.clone();
         let lmtp = self.shared.config.lmtp;
         self.queue(&line, None, Stage::Ehlo { lmtp })?;
         let d = self.round_trip(Ctx::Ehlo).await?;
@@ -410,8 +444,9 @@ impl Session {
         };
         self.esmtp.pending_rset = false;
         self.esmtp.caps = Capabilities::default();
-        if config.ext.tls == TlsMode::Implicit {
-            self.handshake(Ctx::Greeting).await?;
+        let setup = Arc::clone(&self.setup);
+        if let Some(tls) = setup.tls.as_ref().filter(|t| t.implicit) {
+            self.handshake(Ctx::Greeting, tls).await?;
         }
         self.esmtp.pipe.push(Stage::Banner);
         self.drain().await?;
@@ -420,13 +455,17 @@ impl Session {
         }
         if !config.ext.ehlo {
             // --tls alone: Postfix's HELO, over TLS.
-            self.queue(&shared.helo, None, Stage::Helo { lmtp: config.lmtp })?;
+            self.queue(
+                &shared.message.helo,
+                None,
+                Stage::Helo { lmtp: config.lmtp },
+            )?;
             return Ok(!self.round_trip(Ctx::Helo).await?.closed);
         }
         if !self.ehlo().await? {
             return Ok(false);
         }
-        if config.ext.tls == TlsMode::Starttls {
+        if let Some(tls) = setup.tls.as_ref().filter(|t| !t.implicit) {
             if !self.esmtp.caps.has(Extension::Starttls) {
                 self.missing(Extension::Starttls, "--starttls").await?;
                 return Ok(false);
@@ -453,13 +492,13 @@ impl Session {
                     pending.bytes
                 ));
             }
-            self.handshake(Ctx::Starttls).await?;
+            self.handshake(Ctx::Starttls, tls).await?;
             if !self.ehlo().await? {
                 return Ok(false);
             }
         }
-        for i in 0..self.setup()?.required.len() {
-            let (ext, opt) = self.setup()?.required[i];
+        for i in 0..self.setup.required.len() {
+            let (ext, opt) = self.setup.required[i];
             if !self.esmtp.caps.has(ext) {
                 self.missing(ext, opt).await?;
                 return Ok(false);
@@ -498,22 +537,10 @@ impl Session {
         if let Some(n) = numbered {
             self.last_rcpt = n;
         }
-        let date = shared.date();
-        let remaining = shared.remaining.load(Ordering::Relaxed);
         let fd = self.conn(Ctx::Mail)?.fd;
         let headers = &mut self.esmtp.headers;
         headers.clear();
-        shared.template.write_headers(
-            headers,
-            |out| shared.write_recipient(out, numbered),
-            date,
-            shared.pid,
-            fd,
-            remaining,
-        );
-        if let Some(m) = &shared.measure {
-            m.stamp(headers, shared.template.headers, config.file.is_none());
-        }
+        shared.write_headers(headers, numbered, fd);
         Ok(first)
     }
 
@@ -536,9 +563,9 @@ impl Session {
     /// Append `MAIL FROM:<sender> [SIZE=n] [BODY=8BITMIME] [SMTPUTF8]`.
     fn put_mail(&mut self, out: &mut BytesMut) -> Result<()> {
         let shared = Arc::clone(&self.shared);
-        let setup = self.setup()?;
+        let setup = Arc::clone(&self.setup);
         let start = out.len();
-        out.extend_from_slice(&shared.mail);
+        out.extend_from_slice(&shared.message.mail);
         if shared.config.ext.size {
             // RFC 1870 §6: the size without dot-stuffing.
             let _ = write!(
@@ -567,7 +594,7 @@ impl Session {
     /// Plan the BDAT chunks of the current message and push their stages
     /// (logging the command lines under `-v`).
     fn plan_chunks(&mut self, size: usize) -> Result<()> {
-        let body_len = self.setup()?.body.len();
+        let body_len = self.setup.body.len();
         let parts = [self.esmtp.headers.len(), body_len];
         self.esmtp.framer.frame(&parts, size);
         let verbose = self.shared.config.verbose > 0;
@@ -661,7 +688,7 @@ impl Session {
         if !bdat {
             return self.flush_queue(Ctx::Mail).await;
         }
-        let body = Arc::clone(&self.setup()?.body);
+        let body = Arc::clone(&self.setup.body);
         let headers = std::mem::take(&mut self.esmtp.headers);
         let framer = std::mem::take(&mut self.esmtp.framer);
         let parts: [&[u8]; 2] = [&headers, &body];
@@ -745,7 +772,7 @@ impl Session {
         };
         // BDAT, one chunk per round trip (RFC 3030 §4.2 without
         // PIPELINING).
-        let body = Arc::clone(&self.setup()?.body);
+        let body = Arc::clone(&self.setup.body);
         let headers = std::mem::take(&mut self.esmtp.headers);
         let mut framer = std::mem::take(&mut self.esmtp.framer);
         framer.frame(&[headers.len(), body.len()], size);
@@ -877,7 +904,7 @@ impl Session {
                 self.put(&mut tail, b"QUIT", Stage::Quit);
             }
         }
-        let body = Arc::clone(&self.setup()?.body);
+        let body = Arc::clone(&self.setup.body);
         let res = self
             .write_with(
                 Ctx::Message,

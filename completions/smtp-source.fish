@@ -24,6 +24,13 @@ complete -c smtp-source -l rate -d 'Open loop: start N messages per second over 
 complete -c smtp-source -l duration -d 'Start no message after D (e.g. 60s, 1m30s); without -m the message count is then unlimited' -r
 complete -c smtp-source -l progress -d 'Live status line on stderr (rate, sent, errors, p99) when stderr is a terminal; --progress=always also when it is not (one line per second)' -r
 complete -c smtp-source -l metrics -d 'Serve Prometheus metrics at http://ADDR/metrics (IP:PORT, port 0: any free port, printed on stderr)' -r
+complete -c smtp-source -l find-start -d 'First step\'s rate, msg/s (default 10)' -r
+complete -c smtp-source -l find-factor -d 'Ramp: multiply the rate by F after each passing step (default 2)' -r
+complete -c smtp-source -l find-step -d 'Length of each step (default 10s; the confirmation step is twice as long)' -r
+complete -c smtp-source -l find-precision -d 'Bisect until the passing and failing rates are within P% (default 5%)' -r
+complete -c smtp-source -l find-timeout -d 'Bound on the whole search (default 10m); no step starts that would end later' -r
+complete -c smtp-source -l slo -d 'Objective per step, repeatable: p50|p90|p99|p99.9|max=D (latency from the intended start), errors=N%, delivery-p99=D (default p99=500ms, errors=1%)' -r
+complete -c smtp-source -l sink-url -d 'http://HOST:PORT of an smtp-sink --track --metrics behind the server: each step must also be delivered there at 95% of the offered rate' -r
 complete -c smtp-source -l help -d 'Print this help and exit'
 complete -c smtp-source -l version -d 'Print the version and exit'
 complete -c smtp-source -s 4 -d 'Connect with IPv4 only'
@@ -47,3 +54,4 @@ complete -c smtp-source -l 8bitmime -d 'RFC 6152: add BODY=8BITMIME to MAIL FROM
 complete -c smtp-source -l size -d 'RFC 1870: add SIZE=n (the message size) to MAIL FROM (needs --ehlo)'
 complete -c smtp-source -l merge -d 'Send nothing: print the combined report of the JSON reports given as operands (with --json PATH, also write it as JSON)'
 complete -c smtp-source -l track -d 'Stamp each message with X-Smtpstone-Run, X-Smtpstone-Seq and X-Smtpstone-Sent headers for smtp-sink --track'
+complete -c smtp-source -l find-max -d 'Capacity search: open-loop steps, ramping then bisecting, for the highest rate that meets every --slo; prints \'sustainable: N msg/s\''

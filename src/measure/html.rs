@@ -67,7 +67,10 @@ pub const SECTIONS: &[fn(&Report) -> Option<Section>] = &[
 /// The whole page.
 pub fn page(report: &Report) -> String {
     let mut out = String::with_capacity(64 * 1024);
-    let title = format!("smtp-source report: {}", report.run_ids.join(", "));
+    let title = match &report.search {
+        Some(search) => format!("smtp-source capacity search: {} steps", search.steps.len()),
+        None => format!("smtp-source report: {}", report.run_ids.join(", ")),
+    };
     let _ = write!(
         out,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\

@@ -229,8 +229,12 @@ fn find_max_through_postfix_into_the_sink() {
     };
     let endpoint = format!("127.0.0.1:{}", mta.addr.port());
     let metrics = metrics.to_string();
+    let dir = shared_tempdir();
+    let html = dir.path().join("search.html");
     let out = search(&[
         "--find-max",
+        "--html",
+        html.to_str().expect("path"),
         "--sink-url",
         &format!("http://{metrics}"),
         "--find-start",
@@ -263,7 +267,9 @@ fn find_max_through_postfix_into_the_sink() {
     assert!(stdout.contains(", delivered "), "{stdout}");
     // Shown with --nocapture: the README's example is such a run.
     eprint!("{}{stdout}", out.stderr_text());
-    let dir = shared_tempdir();
+    let page = std::fs::read_to_string(&html).expect("html");
+    assert!(page.contains("Achieved against offered rate"));
+    assert!(page.contains("Latency against offered rate"));
     let low = follow_up(&endpoint, &metrics, 0.8 * rate, 4, dir.path());
     assert!(low.pass, "0.8 x {rate}: {low:?}\n{}", out.stderr_text());
     let high = follow_up(&endpoint, &metrics, 1.5 * rate, 4, dir.path());

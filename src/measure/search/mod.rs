@@ -98,12 +98,13 @@ pub enum Outcome {
     },
     /// The first step already failed: nothing below it was tried.
     FirstStepFailed,
-    /// `--find-timeout` ran out (or confirmations kept failing) before a
-    /// rate was confirmed.
+    /// `--find-timeout` ran out before a rate was confirmed.
     OutOfTime {
         /// The highest passing rate seen, unconfirmed.
         best: Option<f64>,
     },
+    /// [`MAX_CONFIRMATIONS`] confirmation steps failed in a row.
+    Unconfirmed,
 }
 
 /// The search's state: what passed, what failed, what comes next.
@@ -228,7 +229,7 @@ impl Search {
         self.hi = Some(rate);
         self.lo = Some(rate / self.cfg.factor);
         if self.confirmations_failed >= MAX_CONFIRMATIONS {
-            self.done = Some(Outcome::OutOfTime { best: None });
+            self.done = Some(Outcome::Unconfirmed);
         }
     }
 

@@ -98,6 +98,11 @@ pub fn answer(search: &Search) -> Result<String, String> {
                 rate_text(b)
             ))
         )),
+        Some(Outcome::Unconfirmed) => Err(format!(
+            "no rate held for a confirmation step ({} failed in a row): the capacity keeps \
+             falling; try a longer --find-step",
+            super::MAX_CONFIRMATIONS
+        )),
         None => Err("the search did not finish".to_string()),
     }
 }

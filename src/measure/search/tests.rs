@@ -261,3 +261,36 @@ async fn a_failed_confirmation_moves_the_answer_down() {
         .count();
     assert!(confirms >= 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_capacity_that_keeps_falling_is_unconfirmed() {
+    // Every confirmation fails, whatever the rate.
+    let f: ModelFn = Box::new(|rate, d| {
+        let n = (rate * d.as_secs_f64()).ceil() as u64;
+        let p99 = if d > Duration::from_secs(10) || rate > 100.0 {
+            2.0
+        } else {
+            0.05
+        };
+        StepMeasure {
+            attempted: n,
+            accepted: n,
+            elapsed_secs: d.as_secs_f64() + 0.05,
+            latency: latency(0.04, p99),
+            ..StepMeasure::default()
+        }
+    });
+    let (search, _, _) = run(config(10.0), f).await;
+    assert_eq!(search.outcome(), Some(&Outcome::Unconfirmed));
+    let confirms = search
+        .steps()
+        .iter()
+        .filter(|s| s.kind == StepKind::Confirm)
+        .count();
+    assert_eq!(confirms, MAX_CONFIRMATIONS);
+    let err = answer(&search).expect_err("no answer");
+    assert!(
+        err.starts_with("no rate held for a confirmation step (3 failed"),
+        "{err}"
+    );
+}

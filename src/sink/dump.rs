@@ -35,15 +35,28 @@ const MAX_NAME_TRIES: usize = 100;
 /// staying modest for many concurrent transactions.
 const DUMP_BUFFER: usize = 32 * 1024;
 
-/// Whether the process umask would strip bits of 0644/0755 (then created
-/// files and directories get an explicit chmod). Read once.
+/// Whether the process umask would strip bits of 0644 (then created dump
+/// files get an explicit chmod, S8). Read once.
 fn umask_strips() -> bool {
     static STRIPS: OnceLock<bool> = OnceLock::new();
-    *STRIPS.get_or_init(|| {
+    *STRIPS.get_or_init(|| process_umask() & FILE_MODE != 0)
+}
+
+/// The process umask. Read from `/proc/self/status` (Linux 4.7+) so that a
+/// `mkdir` in another session's thread never runs under a temporarily
+/// changed mask; elsewhere set and restored at once.
+fn process_umask() -> u32 {
+    let from_proc = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("Umask:"))?;
+            u32::from_str_radix(line["Umask:".len()..].trim(), 8).ok()
+        });
+    from_proc.unwrap_or_else(|| {
         use nix::sys::stat::{umask, Mode};
         let old = umask(Mode::from_bits_truncate(0o022));
         umask(old);
-        old.bits() & 0o755 != 0
+        old.bits()
     })
 }
 

@@ -760,6 +760,11 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         if shared.config.counters {
             shared.counters.print();
         }
+        if shared.config.verbose > 0 {
+            // The end of data is handled as the command line `.` (spec §10),
+            // and Postfix logs it like every command line (§17).
+            diag::info(".");
+        }
         let flow = self.dispatch(Cmd::Dot, b".", b"").await;
         if shared.config.message_quit == Some(mesg) {
             // S2: the reply to this `.` and everything before it are
@@ -776,6 +781,103 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::pin::Pin;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+    use std::task::{Context, Poll};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadBuf};
+
+    /// A stream that counts the writes that reach it (each one a write(2)
+    /// on a socket).
+    struct CountingStream<S> {
+        inner: S,
+        writes: Arc<AtomicUsize>,
+    }
+
+    impl<S: AsyncRead + Unpin> AsyncRead for CountingStream<S> {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl<S: AsyncWrite + Unpin> AsyncWrite for CountingStream<S> {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+            if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+                self.writes.fetch_add(1, Ordering::Relaxed);
+            }
+            polled
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+        fn poll_shutdown(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    /// Spec §18: a pipelined batch (RFC 2920) is answered with one write,
+    /// so no small reply trails a large one.
+    #[tokio::test]
+    async fn pipelined_batch_is_answered_in_one_write() {
+        let argv: Vec<std::ffi::OsString> = ["smtp-sink", "127.0.0.1:0", "10"]
+            .iter()
+            .map(Into::into)
+            .collect();
+        let Ok(super::super::Command::Run(config)) = SinkConfig::from_args(&argv) else {
+            panic!("config");
+        };
+        let (events, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            replies: Replies::new(&config),
+            counters: Counters::default(),
+            events,
+            timeout: Duration::from_secs(10),
+            tls: None,
+            measure: None,
+            config: *config,
+        });
+        let (ours, mut peer) = tokio::io::duplex(1 << 20);
+        let writes = Arc::new(AtomicUsize::new(0));
+        let stream = CountingStream {
+            inner: ours,
+            writes: writes.clone(),
+        };
+        let mut body = vec![b'x'; 200_000];
+        body.extend_from_slice(b"\r\n.\r\n");
+        let mut batch =
+            b"EHLO x\r\nMAIL FROM:<a>\r\nRCPT TO:<b>\r\nRCPT TO:<c>\r\nDATA\r\n".to_vec();
+        batch.extend_from_slice(&body);
+        batch.extend_from_slice(b"NOOP\r\nQUIT\r\n");
+        let client = ClientAddr {
+            prefix: "",
+            addr: "127.0.0.1".into(),
+        };
+        let session = tokio::spawn(run(shared, stream, client));
+        let mut got = vec![0u8; 64];
+        let n = peer.read(&mut got).await.unwrap();
+        got.truncate(n);
+        assert_eq!(got, b"220 smtp-sink ESMTP\r\n");
+        peer.write_all(&batch).await.unwrap();
+        peer.read_to_end(&mut got).await.unwrap();
+        session.await.unwrap();
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("220 "), "{text}");
+        assert!(text.ends_with("354 End data with <CR><LF>.<CR><LF>\r\n250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n221 Bye\r\n"), "{text}");
+        // The greeting, then every reply of the batch together.
+        assert_eq!(writes.load(Ordering::Relaxed), 2, "{text}");
+    }
 
     #[test]
     fn address_args_table() {

@@ -506,3 +506,88 @@ fn invalid_byte_in_option_value() {
         assert!(o.stderr_text().contains('?'), "{}", o.stderr_text());
     }
 }
+
+/// `-v` stderr with the program name, pid and port normalised. Postfix's
+/// per-connection library lines (`vstream_tweak_tcp`, `fd=N: stream buffer
+/// size`, `smtp_stream_setup`) report its stream internals and are not
+/// produced by ours.
+fn verbose_lines(stderr: &str) -> Vec<String> {
+    const LIBRARY: [&str; 3] = ["vstream_tweak_tcp:", "fd=", "smtp_stream_setup:"];
+    stderr
+        .lines()
+        .map(|l| match l.find(": ") {
+            Some(i) => l[i + 2..].to_string(),
+            None => l.to_string(),
+        })
+        .filter(|l| !LIBRARY.iter().any(|p| l.starts_with(p)))
+        .map(|l| match l.strip_prefix("trying... ") {
+            Some(_) => "trying... [127.0.0.1]:PORT".to_string(),
+            None => l,
+        })
+        .collect()
+}
+
+/// Client sessions, each a list of writes.
+type Sessions<'a> = &'a [&'a [&'a [u8]]];
+
+/// Spec §17: `-v` logs every command line, and the end of data as the line
+/// `.` (spec §10), over whole sessions: step by step, pipelined, LMTP.
+#[test]
+fn verbose_output_over_whole_sessions() {
+    let message = b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\nbody\r\n.\r\n" as &[u8];
+    let cases: &[(&[&str], Sessions)] = &[
+        (
+            &["-v"],
+            &[
+                &[
+                    b"EHLO x\r\n",
+                    b"MAIL FROM:<a>\r\n",
+                    b"RCPT TO:<b>\r\n",
+                    b"DATA\r\n",
+                    b"line\r\n..dot\r\n",
+                    b".\r\n",
+                    b"QUIT\r\n",
+                ],
+                &[
+                    b"HELO y\r\nMAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\n.\r\nRSET\r\n\
+                    MAIL FROM:<c>\r\nRCPT TO:<d>\r\nDATA\r\nx\r\n.\r\nNOOP\x01\r\nQUIT\r\n",
+                ],
+                &[b"EHLO z\r\n", message, b"\r\n"],
+            ],
+        ),
+        (
+            &["-v", "-L"],
+            &[&[
+                b"LHLO l\r\nMAIL FROM:<a>\r\nRCPT TO:<b>\r\nRCPT TO:<c>\r\nDATA\r\n",
+                b"hello\r\n.\r\n",
+                // A stray `.` (no reply); DATA without RCPT is
+                // deviation S9 and is tested in tests/sink.
+                b".\r\nMAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\n.\r\nNOOP\r\nQUIT\r\n",
+            ]],
+        ),
+        (
+            &["-v", "-f", ".", "-c"],
+            &[&[b"EHLO x\r\n", message, b"QUIT\r\n"]],
+        ),
+    ];
+    for &(args, sessions) in cases {
+        let Some((theirs, ours)) = both("verbose_output_over_whole_sessions", args, None) else {
+            return;
+        };
+        for chunks in sessions {
+            let want = transcript(theirs.addr, chunks);
+            assert_eq!(transcript(ours.addr, chunks), want, "args {args:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let (t, o) = (theirs.kill(), ours.kill());
+        let (t, o) = (
+            verbose_lines(&t.stderr_text()),
+            verbose_lines(&o.stderr_text()),
+        );
+        assert!(
+            t.iter().any(|l| l == "."),
+            "reference logs the end of data: {t:?}"
+        );
+        assert_eq!(o, t, "args {args:?}");
+    }
+}

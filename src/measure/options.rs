@@ -283,6 +283,11 @@ impl SourceOptions {
         if self.search.is_some() && self.merge {
             return Err(Error::fatal("--find-max cannot be used with --merge"));
         }
+        if self.search.is_some() && self.metrics.is_some() {
+            // Each step is a run of its own; one listener per step would
+            // move with port 0.
+            return Err(Error::fatal("--find-max cannot be used with --metrics"));
+        }
         Ok(())
     }
 

@@ -150,6 +150,10 @@ fn bad_search_options_are_one_line() {
             "smtp-source: fatal: --find-max sets each step's rate and duration: not with --rate or --duration",
         ),
         (
+            &["--find-max", "--metrics", "127.0.0.1:0"][..],
+            "smtp-source: fatal: --find-max cannot be used with --metrics",
+        ),
+        (
             &["--sink-url", "http://127.0.0.1:9"][..],
             "smtp-source: fatal: --sink-url needs --find-max",
         ),

@@ -147,7 +147,12 @@ pub async fn run(config: SourceConfig, search: SearchConfig) -> Result<Summary> 
     .await;
     write_outputs(&steps.base.measure, &steps.reports, &done)?;
     let line = answer(&done).map_err(Error::Fatal)?;
-    println!("{line}");
+    if steps.base.measure.json == Some(JsonOut::Stdout) {
+        // stdout holds the JSON report.
+        print_stderr(&format!("{line}\n"));
+    } else {
+        println!("{line}");
+    }
     let c = steps.reports.iter().fold((0, 0), |(m, k), r| {
         (m + r.counters.accepted, k + r.counters.connects)
     });

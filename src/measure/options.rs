@@ -183,6 +183,9 @@ pub struct SourceOptions {
     pub find: FindRaw,
     /// `--find-max`: the checked search.
     pub search: Option<SearchConfig>,
+    /// Set for the steps of `--find-max` (no option): refused messages
+    /// are counted in the step's line instead of warned about one by one.
+    pub quiet_rejects: bool,
 }
 
 fn text(value: &[u8]) -> String {

@@ -135,6 +135,30 @@ fn a_failing_first_step_is_an_error_with_its_reasons() {
 }
 
 #[test]
+fn refusals_count_as_errors_without_a_warning_each() {
+    // Every RCPT gets a 4xx (-r rcpt): each message is an error.
+    let sink = ours(&["-r", "rcpt"]);
+    let ep = sink.addr.to_string();
+    let out = search(&[
+        "--find-max",
+        "--find-start",
+        "10",
+        "--find-step",
+        "1s",
+        "-s",
+        "2",
+        &ep,
+    ]);
+    sink.kill();
+    assert_eq!(out.code(), Some(1));
+    let stderr = out.stderr_text();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "a step line and the fatal line: {stderr}");
+    assert!(lines[0].contains(", errors 100.0%: FAIL ("), "{stderr}");
+    assert!(lines[0].contains("errors 100.0% > 1%"), "{stderr}");
+}
+
+#[test]
 fn bad_search_options_are_one_line() {
     for (args, want) in [
         (

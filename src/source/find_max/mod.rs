@@ -64,6 +64,7 @@ impl SourceSteps {
             json: Some(JsonOut::File(self.report_path.clone())),
             interval_ms: o.interval_ms,
             track: o.track || self.sink.is_some(),
+            quiet_rejects: true,
             ..SourceOptions::default()
         };
         // A refused message is a measurement here, not the end of the run.

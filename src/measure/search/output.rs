@@ -86,9 +86,15 @@ pub fn answer(search: &Search) -> Result<String, String> {
             ))
         }
         Some(Outcome::FirstStepFailed) => Err(format!(
-            "no sustainable rate: the first step ({} msg/s) failed: {}; try a lower --find-start",
+            "no sustainable rate: the first step ({} msg/s) failed: {}{}",
             rate_text(search.config().start),
-            first.map_or(String::new(), |s| s.verdict.reasons.join("; "))
+            first.map_or(String::new(), |s| s.verdict.reasons.join("; ")),
+            // A step cut short by an error says what to fix; else the
+            // rate was too high.
+            match first.and_then(|s| s.measure.run_error.as_ref()) {
+                Some(_) => "",
+                None => "; try a lower --find-start",
+            }
         )),
         Some(Outcome::OutOfTime { best }) => Err(format!(
             "the search ran out of time (--find-timeout {}) before a rate was confirmed{}",

@@ -77,8 +77,15 @@ impl SourceSteps {
         let started = Instant::now();
         let outcome =
             super::run_once(self.step_config(rate, duration), std::future::pending()).await;
-        let text = std::fs::read_to_string(&self.report_path)
-            .map_err(|e| Error::fatal(format!("step report: {}", diag::errno_text(&e))))?;
+        // A run that failed before its first message wrote no report:
+        // its own error is the reason.
+        let text = match std::fs::read_to_string(&self.report_path) {
+            Ok(text) => text,
+            Err(e) => {
+                let missing = Error::fatal(format!("step report: {}", diag::errno_text(&e)));
+                return Err(outcome.err().unwrap_or(missing));
+            }
+        };
         let _ = std::fs::remove_file(&self.report_path);
         let report =
             Report::from_json(&text).map_err(|e| Error::fatal(format!("step report: {e}")))?;

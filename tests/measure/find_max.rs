@@ -266,11 +266,11 @@ fn find_max_through_postfix_into_the_sink() {
         "--sink-url",
         &format!("http://{metrics}"),
         "--find-start",
-        "20",
+        "40",
         "--find-step",
-        "2s",
+        "3s",
         "--find-precision",
-        "20%",
+        "10%",
         "--find-timeout",
         "80s",
         "--slo",
@@ -298,9 +298,11 @@ fn find_max_through_postfix_into_the_sink() {
     let page = std::fs::read_to_string(&html).expect("html");
     assert!(page.contains("Achieved against offered rate"));
     assert!(page.contains("Latency against offered rate"));
-    let low = follow_up(&endpoint, &metrics, 0.8 * rate, 4, dir.path());
+    // The knee here is the machine's CPU (shared on CI): follow-ups twice
+    // as long as a step average out more of its noise.
+    let low = follow_up(&endpoint, &metrics, 0.8 * rate, 6, dir.path());
     assert!(low.pass, "0.8 x {rate}: {low:?}\n{}", out.stderr_text());
-    let high = follow_up(&endpoint, &metrics, 1.5 * rate, 4, dir.path());
+    let high = follow_up(&endpoint, &metrics, 1.5 * rate, 6, dir.path());
     assert!(!high.pass, "1.5 x {rate} passed\n{}", out.stderr_text());
     drop(sink);
 }

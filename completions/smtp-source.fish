@@ -23,6 +23,9 @@ complete -c smtp-source -l json -d 'Write the run report as JSON to PATH (\'-\':
 complete -c smtp-source -l rate -d 'Open loop: start N messages per second over all sessions, on schedule; latency counts from each message\'s intended start' -r
 complete -c smtp-source -l duration -d 'Start no message after D (e.g. 60s, 1m30s); without -m the message count is then unlimited' -r
 complete -c smtp-source -l progress -d 'Live status line on stderr (rate, sent, errors, p99) when stderr is a terminal; --progress=always also when it is not (one line per second)' -r
+complete -c smtp-source -l shard -d 'Send shard I of N of the run: the messages j (from 0) with j mod N = I, -s split over the N shards, --rate shared on one schedule; auto/N takes I from JOB_COMPLETION_INDEX (Kubernetes Indexed Job); needs --run-id' -r
+complete -c smtp-source -l run-id -d 'Run id for the --track stamps and the report, 1 to 16 hex digits, the same on every shard of a run (default: random)' -r
+complete -c smtp-source -l start-at -d 'Start the load at TIME: Unix epoch seconds (1767225600.5) or +DELAY (+30s), at most 24 hours ahead; a time past starts at once' -r
 complete -c smtp-source -l metrics -d 'Serve Prometheus metrics at http://ADDR/metrics (IP:PORT, port 0: any free port, printed on stderr)' -r
 complete -c smtp-source -l find-start -d 'First step\'s rate, msg/s (default 10)' -r
 complete -c smtp-source -l find-factor -d 'Ramp: multiply the rate by F after each passing step (default 2)' -r

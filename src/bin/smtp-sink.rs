@@ -1,5 +1,7 @@
 //! `smtp-sink`: parse argv, run [`smtpstone::sink::Server`], map errors to
-//! exit codes (0 after -M/-n, 1 on any fatal error).
+//! exit codes (0 after -M/-n, 1 on any fatal error). With `--track`,
+//! SIGINT/SIGTERM print the tracking report, then the process dies of the
+//! signal as Postfix's sink does.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -8,40 +10,34 @@ use std::os::unix::ffi::OsStrExt;
 use anyhow::Context;
 use smtpstone::diag::{self, EXIT_FATAL};
 use smtpstone::measure::sink_side::{die_of, StopSignals};
-use smtpstone::sink::{self, Command, Server, SinkConfig};
+use smtpstone::sink::{usage, Command, Server, SinkConfig};
 
 fn main() {
     let argv: Vec<OsString> = std::env::args_os().collect();
     diag::set_prog(argv.first().map(|a| a.as_bytes()).unwrap_or(b"smtp-sink"));
-    let config = match SinkConfig::from_args(&argv) {
-        Ok(Command::Run(config)) => *config,
-        Ok(Command::Help(text)) | Ok(Command::Version(text)) => {
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(text.as_bytes());
-            let _ = out.flush();
-            std::process::exit(0);
-        }
-        Err(err) => {
-            diag::report(&err, &sink::usage());
-            std::process::exit(EXIT_FATAL);
-        }
-    };
-    match run(config) {
-        Ok(()) => {
-            let _ = std::io::stdout().flush();
-            std::process::exit(0)
-        }
+    let code = match run(&argv) {
+        Ok(()) => 0,
         Err(err) => {
             match err.downcast_ref::<diag::Error>() {
-                Some(e) => diag::report(e, &sink::usage()),
+                Some(e) => diag::report(e, &usage()),
                 None => diag::fatal_line(&format!("{err:#}")),
             }
-            std::process::exit(EXIT_FATAL);
+            EXIT_FATAL
         }
-    }
+    };
+    let _ = std::io::stdout().flush();
+    std::process::exit(code);
 }
 
-fn run(config: SinkConfig) -> anyhow::Result<()> {
+fn run(argv: &[OsString]) -> anyhow::Result<()> {
+    let config = match SinkConfig::from_args(argv)? {
+        Command::Run(config) => *config,
+        Command::Print(text) => {
+            // As Postfix's usage output: a closed stdout is not an error.
+            let _ = std::io::stdout().write_all(text.as_bytes());
+            return Ok(());
+        }
+    };
     // One thread, like Postfix's single-process event loop: the cheapest in
     // CPU, and sessions never contend.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -50,21 +46,20 @@ fn run(config: SinkConfig) -> anyhow::Result<()> {
         .context("tokio runtime")?;
     runtime.block_on(async {
         let server = Server::bind(config)?;
-        // --track (issue #6): SIGINT/SIGTERM print the tracking report, then
-        // the process dies of the signal as Postfix's sink does.
-        let Some(measure) = server.measure().filter(|m| m.tracks()) else {
-            return server.run().await.map_err(anyhow::Error::from);
+        // Only --track catches the signals; otherwise they kill as usual.
+        let mut signals = match server.measure().is_some_and(|m| m.tracks()) {
+            true => Some(StopSignals::install().context("signal handlers")?),
+            false => None,
         };
-        let mut signals = StopSignals::install().context("signal handlers")?;
-        tokio::select! {
-            result = server.run() => result.map_err(anyhow::Error::from),
-            stop = signals.recv() => {
-                if let Err(e) = measure.finish() {
-                    diag::report(&e, &sink::usage());
-                }
-                die_of(stop)
+        let stop = async {
+            match &mut signals {
+                Some(signals) => signals.recv().await,
+                None => std::future::pending().await,
             }
+        };
+        match server.run_until(stop).await? {
+            Some(stop) => die_of(stop),
+            None => Ok(()),
         }
-    })?;
-    Ok(())
+    })
 }

@@ -367,6 +367,9 @@ fn settings(report: &Report) -> Option<Section> {
     if let Some(t) = &report.timeline {
         rows.push(("interval".into(), interval_text(t.width_ms())));
     }
+    if let Some(set) = &report.shards {
+        rows.push(("shards".into(), set.text()));
+    }
     if report.incomplete {
         rows.push(("status".into(), "INCOMPLETE: ended by a fatal error".into()));
     }
@@ -777,6 +780,17 @@ mod tests {
         let page = page(&r);
         assert!(page.contains("<table>"));
         assert!(!page.contains("<svg"));
+        assert!(!page.contains("<th>shards</th>"));
+    }
+
+    #[test]
+    fn shards_are_listed_in_the_settings() {
+        use crate::measure::shard::{Shard, ShardSet};
+        let mut r = report(1);
+        let mut set = ShardSet::of(Shard { index: 0, count: 3 });
+        set.add(&ShardSet::of(Shard { index: 2, count: 3 }));
+        r.shards = Some(set);
+        assert!(page(&r).contains("<tr><th>shards</th><td>shards 2 of 3 (missing 1)</td></tr>"));
     }
 
     #[test]

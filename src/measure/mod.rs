@@ -13,6 +13,9 @@
 //!   per-run delivery accounting;
 //! * [`timeline`]: the per-interval timeline of a run report, bounded by
 //!   coarsening;
+//! * [`shard`]: one run split exactly over processes or machines
+//!   (`--shard`, `--run-id`) and the checks `--merge` makes on the shards;
+//! * [`start`]: `--start-at`, the agreed instant the load begins;
 //! * [`stats`]: smtp-sink's `--stats` interval line;
 //! * [`options`]: the long options of both tools and their checks;
 //! * [`source_side`] / [`sink_side`]: what a run and its sessions hold when
@@ -31,8 +34,10 @@ pub mod rate;
 pub mod recorder;
 pub mod report;
 pub mod search;
+pub mod shard;
 pub mod sink_side;
 pub mod source_side;
+pub mod start;
 pub mod stats;
 pub mod timeline;
 pub mod track;

@@ -17,7 +17,8 @@ use crate::diag::{Error, Result};
 
 use super::search::options::{FindRaw, FIND_LONGS};
 use super::search::SearchConfig;
-use super::{rate, stats, timeline};
+use super::shard::{self, Shard};
+use super::{rate, start, stats, timeline, track};
 
 /// smtp-source's measurement options and the capacity search's, for its
 /// `ToolSpec`.
@@ -81,6 +82,25 @@ const MEASURE_LONGS: &[LongOpt] = &[
         value: None,
         help: "Stamp each message with X-Smtpstone-Run, X-Smtpstone-Seq and \
                X-Smtpstone-Sent headers for smtp-sink --track",
+    },
+    LongOpt {
+        name: "shard",
+        value: Some("I/N"),
+        help: "Send shard I of N of the run: the messages j (from 0) with j mod N = I, \
+               -s split over the N shards, --rate shared on one schedule; auto/N takes I \
+               from JOB_COMPLETION_INDEX (Kubernetes Indexed Job); needs --run-id",
+    },
+    LongOpt {
+        name: "run-id",
+        value: Some("ID"),
+        help: "Run id for the --track stamps and the report, 1 to 16 hex digits, the same \
+               on every shard of a run (default: random)",
+    },
+    LongOpt {
+        name: "start-at",
+        value: Some("TIME"),
+        help: "Start the load at TIME: Unix epoch seconds (1767225600.5) or +DELAY (+30s), \
+               at most 24 hours ahead; a time past starts at once",
     },
     LongOpt {
         name: "metrics",
@@ -186,6 +206,12 @@ pub struct SourceOptions {
     /// Set for the steps of `--find-max` (no option): refused messages
     /// are counted in the step's line instead of warned about one by one.
     pub quiet_rejects: bool,
+    /// `--shard I/N`.
+    pub shard: Option<Shard>,
+    /// `--run-id ID`.
+    pub run_id: Option<u64>,
+    /// `--start-at TIME`, Unix epoch microseconds.
+    pub start_at: Option<u64>,
 }
 
 fn text(value: &[u8]) -> String {
@@ -267,6 +293,12 @@ impl SourceOptions {
                 }
             }
             "track" => self.track = true,
+            "shard" => {
+                let index = std::env::var_os(shard::INDEX_ENV);
+                self.shard = Some(Shard::parse(value, index.as_deref())?);
+            }
+            "run-id" => self.run_id = Some(shard::parse_run_id(value)?),
+            "start-at" => self.start_at = Some(start::parse_start_at(value, track::now_micros())?),
             "metrics" => self.metrics = Some(metrics_addr(value)?),
             _ => return Ok(self.find.apply(name, value)),
         }
@@ -277,6 +309,17 @@ impl SourceOptions {
     pub fn check(&mut self, counter: bool) -> Result<()> {
         if counter && self.json == Some(JsonOut::Stdout) && !self.merge {
             return Err(Error::fatal("--json - cannot be used with -c"));
+        }
+        if self.merge && (self.shard.is_some() || self.run_id.is_some() || self.start_at.is_some())
+        {
+            return Err(Error::fatal(
+                "--merge sends nothing: --shard, --run-id and --start-at do not apply",
+            ));
+        }
+        if self.shard.is_some() && self.run_id.is_none() {
+            return Err(Error::fatal(
+                "--shard needs --run-id: one id shared by all shards of the run",
+            ));
         }
         if self.merge && self.metrics.is_some() {
             return Err(Error::fatal("--metrics cannot be used with --merge"));
@@ -294,13 +337,28 @@ impl SourceOptions {
         Ok(())
     }
 
-    /// The `-m` limit of a run: unlimited with `--duration` and no `-m`.
+    /// The `-m` limit of a run: unlimited with `--duration` and no `-m`;
+    /// a shard's part of `m` with `--shard`.
     pub fn message_count(&self, m: i32) -> i32 {
         if self.duration.is_some() && !self.count_given {
-            i32::MAX
-        } else {
-            m
+            return i32::MAX;
         }
+        match self.shard {
+            // A shard's part is at most m, so it fits.
+            Some(s) => i32::try_from(s.messages(u64::try_from(m).unwrap_or(0))).unwrap_or(m),
+            None => m,
+        }
+    }
+
+    /// The `-s` sessions of a run: a shard's part of `s` with `--shard`.
+    pub fn session_count(&self, s: u32) -> u32 {
+        self.shard.map_or(s, |shard| shard.sessions(s))
+    }
+
+    /// The `--rate` of this process: a shard's part of the run's rate.
+    pub fn own_rate(&self) -> Option<f64> {
+        let n = self.shard.map_or(1, |s| s.count);
+        self.rate.map(|r| r / f64::from(n))
     }
 
     /// Whether a run needs per-session recorders.
@@ -329,6 +387,9 @@ impl SourceOptions {
             || self.duration.is_some()
             || self.track
             || self.search.is_some()
+            || self.shard.is_some()
+            || self.run_id.is_some()
+            || self.start_at.is_some()
     }
 }
 
@@ -492,6 +553,50 @@ mod tests {
             m.check(true).is_ok(),
             "--merge sends nothing, so -c prints nothing"
         );
+    }
+
+    #[test]
+    fn shard_options() {
+        let o = source(&[("shard", "1/4"), ("run-id", "ab"), ("rate", "100")]).expect("valid");
+        assert_eq!(o.shard, Some(Shard { index: 1, count: 4 }));
+        assert_eq!(o.run_id, Some(0xab));
+        assert!(o.any() && !o.records());
+        assert!(o.check(false).is_ok());
+        assert_eq!(o.message_count(10), 3);
+        assert_eq!(o.session_count(10), 3);
+        assert_eq!(o.session_count(2), 1);
+        assert_eq!(o.own_rate(), Some(25.0));
+        let mut unlimited = o.clone();
+        unlimited.duration = Some(Duration::from_secs(1));
+        assert_eq!(unlimited.message_count(10), i32::MAX);
+        let plain = source(&[("rate", "100")]).expect("valid");
+        assert_eq!(
+            (
+                plain.message_count(10),
+                plain.session_count(10),
+                plain.own_rate()
+            ),
+            (10, 10, Some(100.0))
+        );
+        assert_eq!(
+            fatal(source(&[("shard", "1/4")]).expect("parsed").check(false)),
+            "--shard needs --run-id: one id shared by all shards of the run"
+        );
+        for (name, value) in [("shard", "0/2"), ("run-id", "1"), ("start-at", "+1s")] {
+            let mut m = source(&[(name, value), ("run-id", "1")]).expect("parsed");
+            m.merge = true;
+            assert_eq!(
+                fatal(m.check(false)),
+                "--merge sends nothing: --shard, --run-id and --start-at do not apply"
+            );
+        }
+        let before = track::now_micros();
+        let at = source(&[("start-at", "+10s")]).expect("valid");
+        let after = track::now_micros();
+        let at = at.start_at.expect("start") - 10_000_000;
+        assert!(before <= at && at <= after, "{before} {at} {after}");
+        assert!(source(&[("run-id", "xyz")]).is_err());
+        assert!(source(&[("start-at", "+25h")]).is_err());
     }
 
     #[test]

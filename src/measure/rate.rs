@@ -11,6 +11,10 @@
 //! waiting for a free session counts, as a user of a real system would
 //! experience it.
 //!
+//! A shard of a run (`--shard I/N`) keeps the run's schedule: its `k`-th
+//! message is the run's message `j = I + kN`, due at `start + j / R`, so
+//! the shards together keep the single-machine schedule at the run's rate.
+//!
 //! `--duration D` ends the run: no message is started at or after
 //! `start + D` (by its intended time under `--rate`, else by the clock).
 
@@ -18,6 +22,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::{sleep_until, Instant};
+
+use super::shard::Shard;
 
 /// The schedule of a run.
 #[derive(Debug)]
@@ -27,8 +33,10 @@ pub struct Pacing {
     rate: Option<f64>,
     /// No message starts at or after this (`--duration`).
     end: Option<Instant>,
-    /// The next ticket (message number in the schedule).
+    /// The next ticket (this process's message number in the schedule).
     next: AtomicU64,
+    /// This process's part of the run (`0/1` unless `--shard`).
+    shard: Shard,
 }
 
 impl Pacing {
@@ -39,7 +47,14 @@ impl Pacing {
             rate,
             end: duration.map(|d| start + d),
             next: AtomicU64::new(0),
+            shard: Shard { index: 0, count: 1 },
         }
+    }
+
+    /// The schedule of `shard`'s messages only: `rate` stays the run's.
+    pub fn sharded(mut self, shard: Shard) -> Pacing {
+        self.shard = shard;
+        self
     }
 
     /// The run's start.
@@ -52,13 +67,14 @@ impl Pacing {
         self.rate
     }
 
-    /// When message `k` of the schedule is due (`start + k / rate`; `start`
-    /// without a rate).
+    /// When this process's message `k` of the schedule is due (`start +
+    /// j / rate`, `j` its number in the run; `start` without a rate).
     pub fn intended(&self, k: u64) -> Instant {
         match self.rate {
             Some(rate) => {
                 // Computed from k each time, so rounding never accumulates.
-                let nanos = (k as f64 * 1e9 / rate).min(u64::MAX as f64 / 2.0);
+                let j = self.shard.global(k);
+                let nanos = (j as f64 * 1e9 / rate).min(u64::MAX as f64 / 2.0);
                 self.start + Duration::from_nanos(nanos as u64)
             }
             None => self.start,
@@ -217,6 +233,30 @@ mod tests {
         }
         assert_eq!(starts, [0, 100, 200, 300]);
         assert!(!pacing.open());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shards_together_keep_the_single_schedule() {
+        // 10 msg/s for 1 s over 3 shards: the shards' due times are the
+        // single run's 0, 100, ..., 900 ms, each exactly once.
+        let start = Instant::now();
+        let mut all = Vec::new();
+        for index in 0..3 {
+            let pacing = Pacing::new(start, Some(10.0), Some(Duration::from_secs(1)))
+                .sharded(Shard { index, count: 3 });
+            let mut own = Vec::new();
+            while let Some(t) = pacing.next().await {
+                own.push(ms(t - start));
+            }
+            // A shard's own rate is 10/3 msg/s, phased by index × 100 ms.
+            let expect: Vec<u64> = (0..own.len() as u64)
+                .map(|k| 100 * index as u64 + 300 * k)
+                .collect();
+            assert_eq!(own, expect, "shard {index}");
+            all.extend(own);
+        }
+        all.sort_unstable();
+        assert_eq!(all, (0..10).map(|k| k * 100).collect::<Vec<_>>());
     }
 
     #[tokio::test(start_paused = true)]

@@ -5,8 +5,11 @@
 //! Counters add up and histograms merge exactly across reports (the JSON
 //! carries every histogram as HdrHistogram V2 + base64), so the report of
 //! several machines' runs is the report of one big run. When merging,
-//! `elapsed` is the longest run (runs on several machines overlap in time),
-//! so msg/s and MB/s are the combined throughput.
+//! `elapsed` runs from the earliest start to the latest end (runs on several
+//! machines overlap in time; reports without start and end times fall back
+//! to the longest run), so msg/s and MB/s are the combined throughput. The
+//! shards of one run (`--shard`) merge into the report of that run; the
+//! checks before merging are in [`super::shard::select`].
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -17,7 +20,8 @@ use serde::{Deserialize, Serialize};
 use super::hist::{self, Hist, LatencyJson};
 use super::recorder::{Counters, Phase, Recorder};
 use super::search::output::SearchJson;
-use super::timeline::{Timeline, TimelineJson};
+use super::shard::ShardSet;
+use super::timeline::{clock_text, Timeline, TimelineJson};
 
 /// `format` value of a JSON report; bumped on incompatible changes.
 pub const FORMAT: &str = "smtpstone-source-report/1";
@@ -39,8 +43,16 @@ pub struct Report {
     pub runs: u64,
     /// A run ended by a fatal error before all its messages were done.
     pub incomplete: bool,
-    /// Wall time of the run (the longest, when merged).
+    /// Wall time of the run (from the earliest start to the latest end,
+    /// when merged).
     pub elapsed: Duration,
+    /// When the load started, Unix epoch microseconds (the earliest start,
+    /// when merged); `None` in reports written before it was recorded.
+    pub start_us: Option<u64>,
+    /// When the run ended, Unix epoch microseconds (the latest end).
+    pub end_us: Option<u64>,
+    /// The shards of the run this report covers (`--shard`).
+    pub shards: Option<ShardSet>,
     /// `--rate` target in messages per second (summed when merged).
     pub target_rate: Option<f64>,
     /// Counters.
@@ -82,6 +94,9 @@ impl Report {
             runs: 1,
             incomplete: false,
             elapsed: Duration::ZERO,
+            start_us: None,
+            end_us: None,
+            shards: None,
             target_rate,
             counters: Counters::default(),
             replies: Default::default(),
@@ -115,17 +130,39 @@ impl Report {
         }
     }
 
-    /// Merge another run's report into this one.
+    /// The run started at `start_us` (Unix epoch microseconds) and lasted
+    /// `elapsed`: record its start and end times.
+    pub fn set_times(&mut self, start_us: u64, elapsed: Duration) {
+        self.elapsed = elapsed;
+        self.start_us = Some(start_us);
+        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.end_us = Some(start_us.saturating_add(us));
+    }
+
+    /// Merge another run's report into this one (shards of one run, or
+    /// independent runs; [`super::shard::select`] decides which may be).
     pub fn merge(&mut self, other: &Report) {
         if self.protocol != other.protocol {
             self.protocol = "mixed".to_string();
         }
-        self.run_ids.extend(other.run_ids.iter().cloned());
+        for id in &other.run_ids {
+            if !self.run_ids.contains(id) {
+                self.run_ids.push(id.clone());
+            }
+        }
         self.runs += other.runs;
         self.incomplete |= other.incomplete;
-        self.elapsed = self.elapsed.max(other.elapsed);
+        self.merge_times(other);
+        self.shards = match (self.shards.take(), &other.shards) {
+            (Some(mut a), Some(b)) if a.count == b.count => {
+                a.add(b);
+                Some(a)
+            }
+            _ => None,
+        };
         self.target_rate = match (self.target_rate, other.target_rate) {
-            (Some(a), Some(b)) => Some(a + b),
+            // Rounded to a millionth, so that N shares of R add up to R.
+            (Some(a), Some(b)) => Some(((a + b) * 1e6).round() / 1e6),
             (a, b) => a.or(b),
         };
         self.counters.add(&other.counters);
@@ -146,6 +183,22 @@ impl Report {
             }
             self.other_replies[i] += other.other_replies[i];
             hist::add(&mut self.latency[i], &other.latency[i]);
+        }
+    }
+
+    /// Elapsed time from the earliest start to the latest end when both
+    /// reports have them, else the longer run.
+    fn merge_times(&mut self, other: &Report) {
+        let times = (self.start_us, self.end_us, other.start_us, other.end_us);
+        if let (Some(s1), Some(e1), Some(s2), Some(e2)) = times {
+            let (start, end) = (s1.min(s2), e1.max(e2));
+            self.start_us = Some(start);
+            self.end_us = Some(end);
+            self.elapsed = Duration::from_micros(end.saturating_sub(start));
+        } else {
+            self.start_us = None;
+            self.end_us = None;
+            self.elapsed = self.elapsed.max(other.elapsed);
         }
     }
 
@@ -173,10 +226,10 @@ impl Report {
         let c = &self.counters;
         let lmtp = self.protocol == "LMTP";
         let mut out = String::new();
-        let runs = if self.runs == 1 {
-            format!("run {}", self.run_ids.join(", "))
-        } else {
-            format!("{} runs ({})", self.runs, self.run_ids.join(", "))
+        let runs = match &self.shards {
+            Some(set) => format!("run {}, {}", self.run_ids.join(", "), set.text()),
+            None if self.runs == 1 => format!("run {}", self.run_ids.join(", ")),
+            None => format!("{} runs ({})", self.runs, self.run_ids.join(", ")),
         };
         let _ = writeln!(out, "smtp-source report: {runs}, {}", self.protocol);
         if self.incomplete {
@@ -188,6 +241,14 @@ impl Report {
             self.elapsed.as_secs_f64(),
             c.sessions
         );
+        if let (Some(start), Some(end)) = (self.start_us, self.end_us) {
+            let _ = writeln!(
+                out,
+                "  time (UTC)   {} to {}",
+                clock_text(start / 1000),
+                clock_text(end / 1000)
+            );
+        }
         let _ = writeln!(
             out,
             "  connections  {} established, {} failed attempts",
@@ -302,6 +363,12 @@ impl Report {
             runs: self.runs,
             incomplete: self.incomplete,
             elapsed_secs: self.elapsed.as_secs_f64(),
+            start_epoch_us: self.start_us,
+            end_epoch_us: self.end_us,
+            shard: self.shards.as_ref().map(|s| ShardJson {
+                count: s.count,
+                indices: s.indices.clone(),
+            }),
             target_rate: self.target_rate,
             msgs_per_sec: self.msgs_per_sec(),
             mb_per_sec: self.mb_per_sec(),
@@ -342,6 +409,17 @@ impl Report {
         report.incomplete = json.incomplete;
         report.elapsed = Duration::try_from_secs_f64(json.elapsed_secs)
             .map_err(|_| "bad elapsed_secs".to_string())?;
+        if let (Some(start), Some(end)) = (json.start_epoch_us, json.end_epoch_us) {
+            if start > end {
+                return Err("start_epoch_us is after end_epoch_us".to_string());
+            }
+            report.start_us = Some(start);
+            report.end_us = Some(end);
+        }
+        report.shards = json
+            .shard
+            .map(|s| ShardSet::checked(s.count, s.indices))
+            .transpose()?;
         report.counters = json.counters;
         report.tls = json.tls;
         report.commands = json.commands;
@@ -388,6 +466,15 @@ struct ReportJson {
     #[serde(default)]
     incomplete: bool,
     elapsed_secs: f64,
+    /// When the load started, Unix epoch microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    start_epoch_us: Option<u64>,
+    /// When the run ended, Unix epoch microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    end_epoch_us: Option<u64>,
+    /// The shards this report covers (absent unless `--shard`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    shard: Option<ShardJson>,
     target_rate: Option<f64>,
     #[serde(default)]
     msgs_per_sec: f64,
@@ -408,6 +495,14 @@ struct ReportJson {
     /// `--find-max`: the capacity search's steps and outcome.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     search: Option<SearchJson>,
+}
+
+/// The shards of a JSON report: `N` and the indices it covers (one for a
+/// shard's own report).
+#[derive(Debug, Serialize, Deserialize)]
+struct ShardJson {
+    count: u32,
+    indices: Vec<u32>,
 }
 
 #[cfg(test)]
@@ -618,6 +713,56 @@ mod tests {
     }
 
     #[test]
+    fn shards_merge_into_their_run_over_the_whole_wall_time() {
+        use crate::measure::shard::Shard;
+        // Shard 0 ran 10.0 .. 12.0 s, shard 1 ran 10.5 .. 13.0 s (epoch).
+        let shard = |index, n, start_us, secs| {
+            let mut r = report_of(&[session(n, 1, 250)], 0);
+            r.set_times(start_us, Duration::from_secs(secs));
+            r.shards = Some(ShardSet::of(Shard { index, count: 3 }));
+            r.target_rate = Some(100.0 / 3.0);
+            Report::from_json(&r.to_json()).expect("round trip")
+        };
+        let a = shard(0, 6, 10_000_000, 2);
+        let b = shard(1, 4, 10_500_000, 2);
+        assert_eq!((a.start_us, a.end_us), (Some(10_000_000), Some(12_000_000)));
+        assert!(a
+            .render()
+            .starts_with("smtp-source report: run 00000000000000aa, shard 0/3, SMTP\n"));
+        assert!(a
+            .render()
+            .contains("\n  time (UTC)   00:00:10.000 to 00:00:12.000\n"));
+        let mut m = a.clone();
+        m.merge(&b);
+        assert_eq!(m.elapsed, Duration::from_millis(2500));
+        assert_eq!((m.start_us, m.end_us), (Some(10_000_000), Some(12_500_000)));
+        assert_eq!(m.counters.accepted, 10);
+        assert_eq!(m.msgs_per_sec(), 4.0);
+        assert_eq!(m.run_ids, ["00000000000000aa"], "one run");
+        assert_eq!(m.runs, 2);
+        assert!(m.render().starts_with(
+            "smtp-source report: run 00000000000000aa, shards 2 of 3 (missing 2), SMTP\n"
+        ));
+        m.merge(&shard(2, 1, 9_000_000, 1));
+        assert!(m.render().contains(", shards 3 of 3, SMTP\n"));
+        assert_eq!(m.elapsed, Duration::from_millis(3500));
+        assert_eq!(
+            m.target_rate,
+            Some(100.0),
+            "three thirds make the run's rate"
+        );
+        let back = Report::from_json(&m.to_json()).expect("merged round trip");
+        assert_eq!(back.shards, m.shards);
+        assert_eq!(back.elapsed, m.elapsed);
+        // A report without times: the longest run, no times.
+        let mut old = report_of(&[], 5);
+        old.merge(&m);
+        assert_eq!(old.elapsed, Duration::from_secs(5));
+        assert_eq!(old.start_us, None);
+        assert_eq!(old.shards, None);
+    }
+
+    #[test]
     fn merge_protocol_and_rates() {
         let mut a = Report::new(false, "a".into(), Some(10.0));
         let b = Report::new(true, "b".into(), Some(5.0));
@@ -643,6 +788,18 @@ mod tests {
             good.replace("\"dot\"", "\"dott\""),
             good.replace("\"250\"", "\"2500\""),
             good.replace("\"elapsed_secs\": 1.0", "\"elapsed_secs\": -1.0"),
+            good.replace(
+                "\"elapsed_secs\": 1.0,",
+                "\"elapsed_secs\": 1.0, \"start_epoch_us\": 5, \"end_epoch_us\": 4,",
+            ),
+            good.replace(
+                "\"elapsed_secs\": 1.0,",
+                "\"elapsed_secs\": 1.0, \"shard\": {\"count\": 2, \"indices\": [2]},",
+            ),
+            good.replace(
+                "\"elapsed_secs\": 1.0,",
+                "\"elapsed_secs\": 1.0, \"shard\": {\"count\": 0, \"indices\": [0]},",
+            ),
         ];
         for case in &cases {
             assert!(Report::from_json(case).is_err(), "{case}");

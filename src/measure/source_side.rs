@@ -21,6 +21,8 @@ use super::progress::{self, Live, Meter, Snapshot};
 use super::rate::Pacing;
 use super::recorder::{tick, Handle, Phase, Recorder, Tick};
 use super::report::Report;
+use super::shard::{self, Shard, ShardSet};
+use super::start;
 use super::timeline::{Clock, Timeline};
 use super::track::{self, Stamper};
 use crate::diag::errno_text;
@@ -34,6 +36,8 @@ pub struct SourceMeasure {
     opts: SourceOptions,
     lmtp: bool,
     start: Instant,
+    /// `start` in Unix epoch microseconds, for the report.
+    start_us: u64,
     run_id: u64,
     pacing: Option<Pacing>,
     stamper: Option<Stamper>,
@@ -80,19 +84,38 @@ impl SourceMeasure {
     /// The state for a run with `opts`, or `None` when no measurement
     /// option is on. The run's clock starts now.
     pub fn new(opts: &SourceOptions, lmtp: bool) -> Option<SourceMeasure> {
+        Self::new_at(opts, lmtp, Instant::now())
+    }
+
+    /// Wait for `--start-at`, if given, then [`SourceMeasure::new`] with
+    /// the run's clock started at that instant (so that the shards of a
+    /// run share one schedule).
+    pub async fn start(opts: &SourceOptions, lmtp: bool) -> Option<SourceMeasure> {
+        let start = match opts.start_at {
+            Some(at) => start::wait(at).await,
+            None => Instant::now(),
+        };
+        Self::new_at(opts, lmtp, start)
+    }
+
+    fn new_at(opts: &SourceOptions, lmtp: bool, start: Instant) -> Option<SourceMeasure> {
         if !opts.any() {
             return None;
         }
-        let start = Instant::now();
-        let run_id = rand::random::<u64>();
+        let since = Instant::now().saturating_duration_since(start);
+        let start_us = track::now_micros()
+            .saturating_sub(u64::try_from(since.as_micros()).unwrap_or(u64::MAX));
+        let run_id = opts.run_id.unwrap_or_else(rand::random::<u64>);
+        let shard = opts.shard.unwrap_or(Shard { index: 0, count: 1 });
         let (tx, rx) = channel();
         Some(SourceMeasure {
             pacing: (opts.rate.is_some() || opts.duration.is_some())
-                .then(|| Pacing::new(start, opts.rate, opts.duration)),
-            stamper: opts.track.then(|| Stamper::new(run_id)),
+                .then(|| Pacing::new(start, opts.rate, opts.duration).sharded(shard)),
+            stamper: opts.track.then(|| Stamper::new(run_id).sharded(shard)),
             opts: opts.clone(),
             lmtp,
             start,
+            start_us,
             run_id,
             tx,
             rx: Mutex::new(rx),
@@ -257,8 +280,9 @@ impl SourceMeasure {
         if !o.report && o.json.is_none() && o.html.is_none() {
             return Ok(());
         }
-        let mut report = Report::new(self.lmtp, track::run_id_text(self.run_id), o.rate);
-        report.elapsed = self.start.elapsed();
+        let mut report = Report::new(self.lmtp, track::run_id_text(self.run_id), o.own_rate());
+        report.set_times(self.start_us, self.start.elapsed());
+        report.shards = o.shard.map(ShardSet::of);
         report.incomplete = incomplete;
         report.commands = vec![self.command.clone()];
         let mut parts = Vec::new();
@@ -508,16 +532,34 @@ pub fn merge_files(opts: &SourceOptions) -> Result<()> {
     if files.is_empty() {
         return Err(Error::fatal("--merge needs one or more report files"));
     }
-    let mut merged: Option<Report> = None;
+    let mut reports = Vec::with_capacity(files.len());
     for file in files {
-        let shown = file.to_string_lossy();
+        let shown = file.to_string_lossy().into_owned();
         let text = std::fs::read_to_string(file)
             .map_err(|e| Error::fatal(format!("read {shown}: {}", errno_text(&e))))?;
         let report = Report::from_json(&text)
             .map_err(|e| Error::fatal(format!("{shown}: bad report: {e}")))?;
+        reports.push((shown, report));
+    }
+    let parts: Vec<shard::Part> = reports
+        .iter()
+        .map(|(name, r)| shard::Part {
+            name,
+            run_ids: &r.run_ids,
+            shards: r.shards.as_ref(),
+            incomplete: r.incomplete,
+        })
+        .collect();
+    let selection = shard::select(&parts)?;
+    for warning in &selection.warnings {
+        diag::warning(warning);
+    }
+    let mut merged: Option<Report> = None;
+    for &i in &selection.keep {
+        let report = &reports[i].1;
         match &mut merged {
-            Some(m) => m.merge(&report),
-            None => merged = Some(report),
+            Some(m) => m.merge(report),
+            None => merged = Some(report.clone()),
         }
     }
     let merged = merged.ok_or_else(|| Error::fatal("no report"))?;

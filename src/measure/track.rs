@@ -31,6 +31,7 @@ use memchr::memchr;
 use serde::Serialize;
 
 use super::hist::{self, Hist, LatencyJson};
+use super::shard::Shard;
 use crate::metrics::histogram::Counts;
 use crate::metrics::sink::TrackReadings;
 
@@ -83,6 +84,8 @@ pub fn run_id_text(run: u64) -> String {
 pub struct Stamper {
     run: u64,
     next: AtomicU64,
+    /// This process's part of the run (`0/1` unless `--shard`).
+    shard: Shard,
 }
 
 impl Stamper {
@@ -91,7 +94,15 @@ impl Stamper {
         Stamper {
             run,
             next: AtomicU64::new(0),
+            shard: Shard { index: 0, count: 1 },
         }
+    }
+
+    /// A stamper of `shard`'s messages: its `k`-th message carries the
+    /// run's number `I + kN` (see [`Shard::global`]).
+    pub fn sharded(mut self, shard: Shard) -> Stamper {
+        self.shard = shard;
+        self
     }
 
     /// The run id.
@@ -105,10 +116,10 @@ impl Stamper {
     }
 
     /// Append the three header lines of the next message, sent at
-    /// `sent_us` (Unix microseconds); returns its sequence number. No
-    /// allocation beyond `out`'s growth.
+    /// `sent_us` (Unix microseconds); returns its sequence number (its
+    /// number in the run). No allocation beyond `out`'s growth.
     pub fn write(&self, out: &mut BytesMut, sent_us: u64) -> u64 {
-        let seq = self.next.fetch_add(1, Ordering::Relaxed);
+        let seq = self.shard.global(self.next.fetch_add(1, Ordering::Relaxed));
         let _ = write!(
             out,
             "{RUN_HEADER}: {:016x}\r\n{SEQ_HEADER}: {seq}\r\n{SENT_HEADER}: {sent_us}\r\n",
@@ -661,6 +672,17 @@ X-Smtpstone-Run: 3f9a0c2e51d4b786\r\nX-Smtpstone-Seq: 1\r\nX-Smtpstone-Sent: 7\r
         );
         assert_eq!(s.stamped(), 2);
         assert_eq!(run_id_text(0xab), "00000000000000ab");
+    }
+
+    #[test]
+    fn a_shard_stamps_its_numbers_in_the_run() {
+        let s = Stamper::new(1).sharded(Shard { index: 2, count: 3 });
+        let seqs: Vec<u64> = (0..4).map(|_| s.write(&mut BytesMut::new(), 0)).collect();
+        assert_eq!(seqs, [2, 5, 8, 11]);
+        assert_eq!(s.stamped(), 4);
+        let mut out = BytesMut::new();
+        s.write(&mut out, 9);
+        assert!(out.starts_with(b"X-Smtpstone-Run: 0000000000000001\r\nX-Smtpstone-Seq: 14\r\n"));
     }
 
     #[test]

@@ -7,9 +7,8 @@ use std::path::PathBuf;
 
 use std::os::unix::ffi::OsStrExt;
 
-use crate::args::atoi;
-use crate::args::{self, Key, LongOpt, Occurrence, Parsed, ShortOpt, ToolSpec};
-use crate::diag::{self, sanitize, Error, Result};
+use crate::args::{self, atoi, Command, Key, LongOpt, Occurrence, Parsed, ShortOpt, ToolSpec};
+use crate::diag::{self, Error, Result};
 use crate::endpoint::Family;
 use crate::measure::options::{SinkOptions, SINK_LONGS};
 
@@ -59,7 +58,7 @@ impl Cmd {
     /// Number of commands (size of per-command tables).
     pub const COUNT: usize = 17;
 
-    /// Every command, in table order (Postfix's, then the issue #7
+    /// Every command, in table order (Postfix's, then the TLS and CHUNKING
     /// extensions).
     pub const ALL: [Cmd; Cmd::COUNT] = [
         Cmd::Connect,
@@ -129,7 +128,7 @@ impl Cmd {
     }
 }
 
-/// Which extension command names exist (issue #7).
+/// Which extension command names exist.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Extensions {
     /// `starttls`: a certificate is configured.
@@ -149,7 +148,7 @@ pub enum TlsIdentity {
     SelfSigned,
 }
 
-/// TLS service (issue #7).
+/// TLS service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsOptions {
     /// The certificate.
@@ -159,7 +158,7 @@ pub struct TlsOptions {
     pub implicit: bool,
 }
 
-/// SMTP AUTH service (issue #7).
+/// SMTP AUTH service.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AuthOptions {
     /// `--auth-fail`: answer every exchange with 535.
@@ -292,7 +291,7 @@ pub struct SinkConfig {
     pub chunking: bool,
     /// `--smtputf8`: announce SMTPUTF8; dumps keep UTF-8 arguments.
     pub smtputf8: bool,
-    /// The measurement long options (issue #6); all off by default.
+    /// The measurement long options; all off by default.
     pub measure: SinkOptions,
 }
 
@@ -343,17 +342,6 @@ impl Default for SinkConfig {
 pub const DEFAULT_SOFT_REPLY: &str = "450 4.3.0 Error: command failed";
 /// Default `-B` reply.
 pub const DEFAULT_HARD_REPLY: &str = "500 5.3.0 Error: command failed";
-
-/// What the command line asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
-    /// Run the sink.
-    Run(Box<SinkConfig>),
-    /// `--help`: print this to stdout and exit 0.
-    Help(String),
-    /// `--version`: print this to stdout and exit 0.
-    Version(String),
-}
 
 /// The usage text after `usage: ` (spec §1), with PROG as invoked.
 pub fn usage() -> String {
@@ -498,7 +486,7 @@ const fn long(name: &'static str, value: Option<&'static str>, help: &'static st
     LongOpt { name, value, help }
 }
 
-/// Long options (issue #7); none of them exists in Postfix, so without
+/// Long options (TLS, AUTH, CHUNKING, SMTPUTF8); none of them exists in Postfix, so without
 /// them every byte stays Postfix's.
 const LONGS: &[LongOpt] = &[
     long(
@@ -548,7 +536,7 @@ const LONGS: &[LongOpt] = &[
     ),
 ];
 
-/// The issue #7 options, then the measurement options (issue #6).
+/// The extension options, then the measurement options.
 const ALL_LONGS: [LongOpt; LONGS.len() + SINK_LONGS.len()] = args::join_longs(LONGS, SINK_LONGS);
 
 pub const SPEC: ToolSpec = ToolSpec {
@@ -570,6 +558,15 @@ fn valid_reply(reply: &[u8], first: u8) -> bool {
     reply.first() == Some(&first) && digits == 3
 }
 
+/// A `-b`/`-B` reply, or Postfix's `error:` line and the usage fatal.
+fn error_reply(v: &[u8], first: u8, kind: &str) -> Result<Vec<u8>> {
+    if !valid_reply(v, first) {
+        diag::error(&format!("bad {kind} error reply: {}", diag::sanitize(v)));
+        return Err(Error::Usage);
+    }
+    Ok(v.to_vec())
+}
+
 /// Split a command list (comma, space, TAB, CR, LF) and look every name up.
 fn command_list(value: &[u8], ext: Extensions) -> Result<Vec<Cmd>> {
     value
@@ -578,7 +575,7 @@ fn command_list(value: &[u8], ext: Extensions) -> Result<Vec<Cmd>> {
         .map(|name| {
             Cmd::lookup(name)
                 .filter(|c| c.known(ext))
-                .ok_or_else(|| Error::fatal(format!("unknown command: {}", sanitize(name))))
+                .ok_or_else(|| Error::fatal(format!("unknown command: {}", diag::sanitize(name))))
         })
         .collect()
 }
@@ -601,25 +598,25 @@ fn parse_delay(value: &[u8], ext: Extensions) -> Result<(Cmd, Delay)> {
     let (Some(name), Some(delay)) = (field(), field()) else {
         return Err(Error::fatal(format!(
             "invalid command delay argument: {}",
-            sanitize(value)
+            diag::sanitize(value)
         )));
     };
     let odds = rest;
     let cmd = Cmd::lookup(name)
         .filter(|c| c.known(ext))
-        .ok_or_else(|| Error::fatal(format!("unknown command: {}", sanitize(name))))?;
+        .ok_or_else(|| Error::fatal(format!("unknown command: {}", diag::sanitize(name))))?;
     let secs = atoi(delay);
     if secs <= 0 {
         return Err(Error::fatal(format!(
             "non-positive '{}' delay",
-            sanitize(name)
+            diag::sanitize(name)
         )));
     }
     let odds = atoi(odds);
     if !(0..=99).contains(&odds) {
         return Err(Error::fatal(format!(
             "delay odds for '{}' out of range",
-            sanitize(name)
+            diag::sanitize(name)
         )));
     }
     Ok((
@@ -674,6 +671,31 @@ pub fn unescape(value: &[u8]) -> Vec<u8> {
     out
 }
 
+/// `-d`/`-D` as given, checked together at the end.
+#[derive(Debug, Default)]
+struct DumpArgs {
+    single: Option<Vec<u8>>,
+    shared: Option<Vec<u8>>,
+}
+
+impl DumpArgs {
+    fn check(self) -> Result<Option<DumpMode>> {
+        let dump = match (self.single, self.shared) {
+            (Some(_), Some(_)) => {
+                return Err(Error::fatal("use only one of -d or -D, but not both"))
+            }
+            (Some(t), None) => DumpMode::PerMessage(t),
+            (None, Some(t)) => DumpMode::Shared(t),
+            (None, None) => return Ok(None),
+        };
+        // Deviation S6: Postfix loops forever on an empty template.
+        if dump.template().is_empty() {
+            return Err(Error::fatal("empty dump template"));
+        }
+        Ok(Some(dump))
+    }
+}
+
 /// The TLS long options as given, checked together at the end.
 #[derive(Debug, Default)]
 struct TlsArgs {
@@ -714,15 +736,13 @@ impl TlsArgs {
 impl SinkConfig {
     /// Parse `argv` (including `argv[0]`; call [`diag::set_prog`] first).
     ///
-    /// Returns [`Command::Help`]/[`Command::Version`] for `--help` /
-    /// `--version`. Errors are [`Error::Usage`] (print the usage fatal with
+    /// Returns [`Command::Print`] for `--help` / `--version`. Errors are [`Error::Usage`] (print the usage fatal with
     /// [`usage`]) or [`Error::Fatal`]; lines that Postfix prints before the
     /// usage fatal (`invalid option`, `error: bad soft error reply`) have
     /// already been printed.
-    pub fn from_args(argv: &[OsString]) -> Result<Command> {
+    pub fn from_args(argv: &[OsString]) -> Result<Command<SinkConfig>> {
         match args::parse(&SPEC, argv)? {
-            Parsed::Help(text) => Ok(Command::Help(text)),
-            Parsed::Version(text) => Ok(Command::Version(text)),
+            Parsed::Help(text) | Parsed::Version(text) => Ok(Command::Print(text)),
             Parsed::Run { opts, operands } => {
                 Ok(Command::Run(Box::new(Self::from_opts(&opts, &operands)?)))
             }
@@ -732,8 +752,7 @@ impl SinkConfig {
     /// Check the ordered options and the operands (spec §2, §3 steps 1–3).
     pub fn from_opts(opts: &[Occurrence], operands: &[OsString]) -> Result<SinkConfig> {
         let mut c = SinkConfig::default();
-        let mut single_dump = None;
-        let mut shared_dump = None;
+        let mut dumps = DumpArgs::default();
         let mut tls = TlsArgs::default();
         // Command names of the extensions are known wherever their option
         // appears on the command line.
@@ -745,185 +764,146 @@ impl SinkConfig {
         };
         for opt in opts {
             let v = opt.bytes();
-            let letter = match opt.key {
-                Key::Short(letter) => letter,
+            match opt.key {
+                Key::Short(letter) => c.short_option(letter, opt, ext, &mut dumps)?,
                 Key::Long(name) => {
                     if !c.measure.apply(name, v)? {
                         c.long_option(name, v, &mut tls);
                     }
-                    continue;
                 }
-            };
-            match letter {
-                '4' => c.family = Family::V4,
-                '6' => c.family = Family::V6,
-                '8' => c.announce_8bitmime = false,
-                'a' => c.announce_auth = false,
-                'A' => {
-                    if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
-                        return Err(Error::Usage);
-                    }
-                    c.abort_delay = Some(atoi(v).max(0) as u32);
-                }
-                'b' => {
-                    if !valid_reply(v, b'4') {
-                        diag::error(&format!("bad soft error reply: {}", sanitize(v)));
-                        return Err(Error::Usage);
-                    }
-                    c.soft_reply = v.to_vec();
-                }
-                'B' => {
-                    if !valid_reply(v, b'5') {
-                        diag::error(&format!("bad hard error reply: {}", sanitize(v)));
-                        return Err(Error::Usage);
-                    }
-                    c.hard_reply = v.to_vec();
-                }
-                'c' => c.counters = true,
-                'C' => c.xclient = false,
-                'd' => single_dump = Some(v.to_vec()),
-                'D' => shared_dump = Some(v.to_vec()),
-                'e' => c.esmtp = false,
-                'E' => c.announce_enhanced = false,
-                'f' => {
-                    c.announce_pipelining = false;
-                    for cmd in command_list(v, ext)? {
-                        c.commands[cmd.index()].hard_error = true;
-                    }
-                }
-                'F' => c.xforward = false,
-                'h' => c.hostname = v.to_vec(),
-                'H' => {
-                    let n = atoi(v);
-                    if n <= 0 {
-                        return Err(Error::fatal(format!(
-                            "bad data read delay: {}",
-                            sanitize(v)
-                        )));
-                    }
-                    c.read_hold = Some(n as u32);
-                }
-                'L' => c.lmtp = true,
-                'm' => {
-                    let n = atoi(v);
-                    if n <= 0 {
-                        return Err(Error::fatal(format!(
-                            "bad concurrency limit: {}",
-                            sanitize(v)
-                        )));
-                    }
-                    c.max_sessions = n as usize;
-                }
-                'M' => {
-                    let n = atoi(v);
-                    if n <= 0 {
-                        return Err(Error::fatal(format!(
-                            "bad message quit count: {}",
-                            sanitize(v)
-                        )));
-                    }
-                    c.message_quit = Some(n as u64);
-                }
-                'n' => {
-                    let n = atoi(v);
-                    if n <= 0 {
-                        return Err(Error::fatal(format!("bad quit count: {}", sanitize(v))));
-                    }
-                    c.quit_count = Some(n as u64);
-                }
-                'N' => c.announce_dsn = false,
-                'p' => c.announce_pipelining = false,
-                'P' => {
-                    c.paranoid = true;
-                    c.esmtp = false;
-                }
-                'q' => {
-                    for cmd in command_list(v, ext)? {
-                        c.commands[cmd.index()].drop = true;
-                    }
-                }
-                'Q' => {
-                    for cmd in command_list(v, ext)? {
-                        c.commands[cmd.index()].close_421 = true;
-                    }
-                }
-                'r' => {
-                    c.announce_pipelining = false;
-                    for cmd in command_list(v, ext)? {
-                        c.commands[cmd.index()].soft_error = true;
-                    }
-                }
-                'R' => c.root_dir = Some(PathBuf::from(opt.value.clone().unwrap_or_default())),
-                's' => {
-                    for cmd in command_list(v, ext)? {
-                        c.commands[cmd.index()].syslog = true;
-                    }
-                }
-                'S' => c.start_string = Some(unescape(v)),
-                't' => {
-                    let n = atoi(v);
-                    if n <= 0 {
-                        return Err(Error::fatal(format!("bad timeout: {}", sanitize(v))));
-                    }
-                    c.timeout = n as u32;
-                }
-                'T' => {
-                    let n = atoi(v);
-                    if n <= 0 {
-                        return Err(Error::fatal(format!(
-                            "bad TCP window size: {}",
-                            sanitize(v)
-                        )));
-                    }
-                    c.window = Some(n as u32);
-                }
-                'u' => c.user = Some(v.to_vec()),
-                'v' => c.verbose += 1,
-                'w' => {
-                    let n = atoi(v);
-                    if n <= 0 {
-                        return Err(Error::Usage);
-                    }
-                    c.commands[Cmd::Data.index()].delay = Some(Delay {
-                        secs: n as u32,
-                        odds: 0,
-                    });
-                }
-                'W' => {
-                    let (cmd, delay) = parse_delay(v, ext)?;
-                    c.commands[cmd.index()].delay = Some(delay);
-                }
-                _ => {}
             }
         }
         c.measure.check(c.counters)?;
-        if operands.len() != 2 {
-            return Err(Error::Usage);
-        }
-        c.backlog = atoi(std::os::unix::ffi::OsStrExt::as_bytes(
-            operands[1].as_os_str(),
-        ));
-        if c.backlog <= 0 {
-            return Err(Error::Usage);
-        }
-        c.endpoint = std::os::unix::ffi::OsStrExt::as_bytes(operands[0].as_os_str()).to_vec();
-        c.dump = match (single_dump, shared_dump) {
-            (Some(_), Some(_)) => {
-                return Err(Error::fatal("use only one of -d or -D, but not both"))
-            }
-            (Some(t), None) => Some(DumpMode::PerMessage(t)),
-            (None, Some(t)) => Some(DumpMode::Shared(t)),
-            (None, None) => None,
-        };
-        // Deviation S6: Postfix loops forever on an empty template.
-        if c.dump.as_ref().is_some_and(|d| d.template().is_empty()) {
-            return Err(Error::fatal("empty dump template"));
-        }
+        c.operands(operands)?;
+        c.dump = dumps.check()?;
         c.tls = tls.check()?;
         Ok(c)
     }
 
-    /// One issue #7 long option.
+    /// One short option, in command-line order.
+    fn short_option(
+        &mut self,
+        letter: char,
+        opt: &Occurrence,
+        ext: Extensions,
+        dumps: &mut DumpArgs,
+    ) -> Result<()> {
+        let v = opt.bytes();
+        match letter {
+            'A' | 'H' | 'm' | 'M' | 'n' | 't' | 'T' | 'w' => self.number_option(letter, v)?,
+            'b' => self.soft_reply = error_reply(v, b'4', "soft")?,
+            'B' => self.hard_reply = error_reply(v, b'5', "hard")?,
+            'f' | 'q' | 'Q' | 'r' | 's' | 'W' => self.command_option(letter, v, ext)?,
+            'd' => dumps.single = Some(v.to_vec()),
+            'D' => dumps.shared = Some(v.to_vec()),
+            'h' => self.hostname = v.to_vec(),
+            'R' => self.root_dir = Some(PathBuf::from(opt.value.clone().unwrap_or_default())),
+            'S' => self.start_string = Some(unescape(v)),
+            'u' => self.user = Some(v.to_vec()),
+            _ => self.switch(letter),
+        }
+        Ok(())
+    }
+
+    /// The options without a value.
+    fn switch(&mut self, letter: char) {
+        match letter {
+            '4' => self.family = Family::V4,
+            '6' => self.family = Family::V6,
+            '8' => self.announce_8bitmime = false,
+            'a' => self.announce_auth = false,
+            'c' => self.counters = true,
+            'C' => self.xclient = false,
+            'e' => self.esmtp = false,
+            'E' => self.announce_enhanced = false,
+            'F' => self.xforward = false,
+            'L' => self.lmtp = true,
+            'N' => self.announce_dsn = false,
+            'p' => self.announce_pipelining = false,
+            'P' => {
+                self.paranoid = true;
+                self.esmtp = false;
+            }
+            'v' => self.verbose += 1,
+            _ => {}
+        }
+    }
+
+    /// The numeric options: `-A` digits only, the others positive.
+    fn number_option(&mut self, letter: char, v: &[u8]) -> Result<()> {
+        let positive = |what: &str| -> Result<u32> {
+            let n = atoi(v);
+            if n <= 0 {
+                return Err(Error::fatal(format!("bad {what}: {}", diag::sanitize(v))));
+            }
+            Ok(n as u32)
+        };
+        match letter {
+            'A' => {
+                if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
+                    return Err(Error::Usage);
+                }
+                self.abort_delay = Some(atoi(v).max(0) as u32);
+            }
+            'H' => self.read_hold = Some(positive("data read delay")?),
+            'm' => self.max_sessions = positive("concurrency limit")? as usize,
+            'M' => self.message_quit = Some(u64::from(positive("message quit count")?)),
+            'n' => self.quit_count = Some(u64::from(positive("quit count")?)),
+            't' => self.timeout = positive("timeout")?,
+            'T' => self.window = Some(positive("TCP window size")?),
+            'w' => {
+                let n = atoi(v);
+                if n <= 0 {
+                    return Err(Error::Usage);
+                }
+                self.commands[Cmd::Data.index()].delay = Some(Delay {
+                    secs: n as u32,
+                    odds: 0,
+                });
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The options naming commands: failure injection, syslog, delays.
+    fn command_option(&mut self, letter: char, v: &[u8], ext: Extensions) -> Result<()> {
+        if letter == 'W' {
+            let (cmd, delay) = parse_delay(v, ext)?;
+            self.commands[cmd.index()].delay = Some(delay);
+            return Ok(());
+        }
+        if matches!(letter, 'f' | 'r') {
+            self.announce_pipelining = false;
+        }
+        for cmd in command_list(v, ext)? {
+            let flags = &mut self.commands[cmd.index()];
+            match letter {
+                'f' => flags.hard_error = true,
+                'q' => flags.drop = true,
+                'Q' => flags.close_421 = true,
+                'r' => flags.soft_error = true,
+                's' => flags.syslog = true,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The operands: endpoint and backlog.
+    fn operands(&mut self, operands: &[OsString]) -> Result<()> {
+        let [endpoint, backlog] = operands else {
+            return Err(Error::Usage);
+        };
+        self.backlog = atoi(backlog.as_bytes());
+        if self.backlog <= 0 {
+            return Err(Error::Usage);
+        }
+        self.endpoint = endpoint.as_bytes().to_vec();
+        Ok(())
+    }
+
+    /// One TLS, AUTH, CHUNKING or SMTPUTF8 long option.
     fn long_option(&mut self, name: &str, v: &[u8], tls: &mut TlsArgs) {
         let path = || PathBuf::from(std::ffi::OsStr::from_bytes(v));
         match name {

@@ -66,9 +66,10 @@ impl Replies {
         let starttls = c.tls.as_ref().is_some_and(|t| !t.implicit);
         let ehlo_list = |starttls: bool| {
             let mut ehlo = line(&[b"250-", &c.hostname]);
-            // Postfix's list, with the issue #7 keywords only when their
-            // option is given: STARTTLS where Postfix's smtpd puts it
-            // (before AUTH), SMTPUTF8 and CHUNKING last.
+            // Postfix's list, with the STARTTLS/AUTH/CHUNKING/SMTPUTF8
+            // keywords only when their option is given: STARTTLS where
+            // Postfix's smtpd puts it (before AUTH), SMTPUTF8 and CHUNKING
+            // last.
             let extensions: [(bool, &[u8]); 10] = [
                 (c.announce_pipelining, b"250-PIPELINING"),
                 (c.announce_8bitmime, b"250-8BITMIME"),

@@ -8,12 +8,14 @@
 //! Commands are handled strictly in order: a delayed reply (`-W`) holds back
 //! the commands after it (deviation S4), and `-A` stops reading (S5).
 //!
-//! STARTTLS, AUTH exchanges and BDAT (issue #7, only with their long
-//! options) live in [`extensions`].
+//! STARTTLS, AUTH exchanges and BDAT (only with their long options) live in
+//! [`tls`], [`auth`] and [`bdat`].
 
-mod extensions;
+mod auth;
+mod bdat;
+mod tls;
 
-pub(crate) use extensions::ServerTls;
+pub(crate) use tls::ServerTls;
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -89,7 +91,7 @@ pub(crate) struct Shared {
     pub timeout: Duration,
     /// `--tls-cert`/`--tls-self-signed`: the TLS acceptor.
     pub tls: Option<ServerTls>,
-    /// Measurements (issue #6); `None` without a measurement option.
+    /// Measurements; `None` without a measurement option.
     pub measure: Option<std::sync::Arc<SinkMeasure>>,
 }
 
@@ -194,13 +196,12 @@ struct Session<'a, S> {
     big_rbuf: bool,
     /// The peer closed (or the connection failed) while probing for input.
     eof: bool,
-    /// STARTTLS/AUTH/BDAT state (issue #7).
-    ext: extensions::State<'a>,
+    /// AUTH state.
+    sasl: auth::AuthState,
+    /// BDAT state.
+    chunks: bdat::BdatState<'a>,
     /// `--track`: finds the tracking headers of the current message.
     track: Option<Box<HeaderScanner>>,
-    /// The command being answered (`None`: unknown or empty), for the
-    /// `--metrics` reply counts.
-    replying: Option<Cmd>,
 }
 
 impl<S> Drop for Session<'_, S> {
@@ -216,7 +217,7 @@ impl<S> Drop for Session<'_, S> {
 /// `--smtputf8` printable UTF-8 too (RFC 6531 addresses stay readable).
 fn dump_text(config: &SinkConfig, bytes: &[u8]) -> Vec<u8> {
     if config.smtputf8 {
-        extensions::sanitize_utf8(bytes)
+        sanitize_utf8(bytes)
     } else {
         sanitize_bytes(bytes)
     }
@@ -227,6 +228,30 @@ fn sanitize_bytes(bytes: &[u8]) -> Vec<u8> {
         .iter()
         .map(|&b| if (0x20..=0x7e).contains(&b) { b } else { b'?' })
         .collect()
+}
+
+/// Argument text with printable UTF-8 kept (`--smtputf8`): every control
+/// character and every byte of an invalid sequence becomes `?`, as
+/// Postfix's printable ASCII rule does for ASCII.
+pub(super) fn sanitize_utf8(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() {
+                out.push(b'?');
+            } else {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+        out.extend(std::iter::repeat_n(b'?', chunk.invalid().len()));
+    }
+    out
+}
+
+/// A step's result as the session's flow.
+fn done(result: Result<(), Flow>) -> Flow {
+    result.err().unwrap_or(Flow::Continue)
 }
 
 /// MAIL/RCPT argument text for dumps: after the first `:`, then all
@@ -286,9 +311,9 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             hold_until: None,
             big_rbuf: false,
             eof: false,
-            ext: extensions::State::default(),
+            sasl: auth::AuthState::default(),
+            chunks: bdat::BdatState::default(),
             track: shared.measure.as_ref().and_then(|m| m.scanner()),
-            replying: None,
         }
     }
 
@@ -296,11 +321,12 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         &self.shared.config
     }
 
-    /// Every reply passes here.
-    fn queue(&mut self, bytes: &[u8]) {
-        // Metrics hook: replies by command and class.
+    /// The one place every reply is queued: `to` is the command it answers
+    /// (`None` for an empty or unknown command line), its code the first
+    /// three bytes of `bytes`. The `--metrics` hook counts replies here.
+    fn queue(&mut self, to: Option<Cmd>, bytes: &[u8]) {
         if let Some(m) = &self.shared.measure {
-            m.reply(self.replying.map(Cmd::index), bytes);
+            m.reply(to.map(Cmd::index), bytes);
         }
         self.conn.write_buf().extend_from_slice(bytes);
     }
@@ -309,8 +335,8 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
     /// unprocessed input (spec §18: decided when the reply is produced, so
     /// replies queued while more input was pending wait for a later reply
     /// or the end of the session), or if a lot is queued.
-    async fn reply(&mut self, bytes: &[u8]) -> Result<(), Flow> {
-        self.queue(bytes);
+    async fn reply(&mut self, to: impl Into<Option<Cmd>>, bytes: &[u8]) -> Result<(), Flow> {
+        self.queue(to.into(), bytes);
         if self.conn.write_buf().len() >= WRITE_HIGH_WATER || self.no_pending_input() {
             self.flush().await?;
         }
@@ -501,19 +527,18 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
     async fn command_line(&mut self) -> Flow {
         let line = std::mem::take(&mut self.line);
         let cl = split_command(&line);
-        self.replying = None;
         if self.config().verbose > 0 {
             diag::info(&diag::sanitize(cl.text));
         }
         let flow = if cl.token.is_empty() {
-            self.reply(reply::EMPTY_COMMAND)
+            self.reply(None, reply::EMPTY_COMMAND)
                 .await
                 .err()
                 .unwrap_or(Flow::Continue)
         } else {
             match Cmd::lookup(cl.token).filter(|&c| self.enabled(c)) {
                 None => self
-                    .reply(reply::UNKNOWN_COMMAND)
+                    .reply(None, reply::UNKNOWN_COMMAND)
                     .await
                     .err()
                     .unwrap_or(Flow::Continue),
@@ -541,7 +566,6 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
 
     /// Failure injection and delays, then the normal reply (§11).
     async fn dispatch(&mut self, cmd: Cmd, token: &[u8], args: &[u8]) -> Flow {
-        self.replying = Some(cmd);
         let flags = *self.config().flags(cmd);
         if flags.syslog {
             syslog::log_command(token, &sanitize_bytes(args));
@@ -550,7 +574,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             return Flow::Close(CloseKind::Disconnect);
         }
         if flags.close_421 {
-            self.queue(reply::CLOSING);
+            self.queue(Some(cmd), reply::CLOSING);
             return Flow::Close(CloseKind::Disconnect);
         }
         if flags.hard_error || flags.soft_error {
@@ -585,18 +609,18 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         if cmd == Cmd::Dot && self.config().lmtp {
             while self.rcpts > 0 {
                 self.rcpts -= 1;
-                if let Err(flow) = self.reply(text).await {
+                if let Err(flow) = self.reply(cmd, text).await {
                     return flow;
                 }
             }
             return Flow::Continue;
         }
-        self.reply(text).await.err().unwrap_or(Flow::Continue)
+        self.reply(cmd, text).await.err().unwrap_or(Flow::Continue)
     }
 
     fn abort_transaction(&mut self) {
         self.in_tx = false;
-        self.ext.bdat_used = false;
+        self.chunks.used = false;
         if let Some(dump) = self.dump.take() {
             dump.abort();
         }
@@ -612,142 +636,198 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         }
     }
 
-    /// The normal reply and state change of `cmd` (§9).
+    /// The normal reply and state change of `cmd` (§9): one handler each.
     async fn normal(&mut self, cmd: Cmd, args: &[u8]) -> Result<Flow, Flow> {
-        let replies = &self.shared.replies;
         match cmd {
-            Cmd::Connect => self.reply(&replies.greeting).await?,
-            Cmd::Helo => {
-                self.abort_transaction();
-                self.proto = "SMTP";
-                self.set_helo(args);
-                self.reply(&replies.helo).await?;
-            }
-            Cmd::Ehlo | Cmd::Lhlo => {
-                self.abort_transaction();
-                if cmd == Cmd::Ehlo {
-                    self.proto = "ESMTP";
-                }
-                self.set_helo(args);
-                let list = if self.conn.stream().is_tls() {
-                    &replies.ehlo_tls
-                } else {
-                    &replies.ehlo
-                };
-                self.reply(list).await?;
-            }
-            Cmd::Auth if self.config().auth.is_some() => return Ok(self.auth(args).await),
+            Cmd::Connect => self.connect().await,
+            Cmd::Helo => self.helo(args).await,
+            Cmd::Ehlo | Cmd::Lhlo => self.ehlo(cmd, args).await,
+            Cmd::Auth if self.config().auth.is_some() => Ok(self.auth(args).await),
             Cmd::Xclient | Cmd::Xforward | Cmd::Auth | Cmd::Noop | Cmd::Vrfy => {
-                self.reply(reply::OK).await?
+                self.reply(cmd, reply::OK).await.map(|()| Flow::Continue)
             }
-            Cmd::Starttls => return Ok(self.starttls(args).await),
-            Cmd::Bdat => return Ok(self.bdat(args, None).await),
-            Cmd::Mail if self.auth_missing() => {
-                self.reply(crate::proto::auth::REQUIRED).await?;
-            }
-            Cmd::Mail => {
-                if self.in_tx {
-                    self.reply(reply::NESTED_MAIL).await?;
-                } else {
-                    self.in_tx = true;
-                    self.rcpts = 0;
-                    self.ext.bdat_used = false;
-                    self.reply(reply::MAIL_OK).await?;
-                    if let Some(mode) = &self.config().dump {
-                        let mail_args = dump_text(self.config(), address_args(args));
-                        let header = Header {
-                            start: self.config().start_string.as_deref(),
-                            client: &self.client,
-                            proto: self.proto_name(),
-                            helo: self.helo.as_deref(),
-                            auth_user: self.ext.auth_user.as_deref(),
-                            mail_args: &mail_args,
-                        };
-                        match Dump::begin(mode, now_secs(), &header) {
-                            Ok(dump) => self.dump = Some(dump),
-                            // The 250 above reached the client only if no
-                            // further input was pending, as in Postfix.
-                            Err(text) => return Err(Flow::Fatal(text)),
-                        }
-                    }
-                }
-            }
-            Cmd::Rcpt => {
-                if !self.in_tx {
-                    self.reply(reply::NEED_MAIL).await?;
-                } else {
-                    self.rcpts += 1;
-                    if let Some(dump) = &mut self.dump {
-                        dump.rcpt(&dump_text(&self.shared.config, address_args(args)));
-                    }
-                    self.reply(reply::RCPT_OK).await?;
-                }
-            }
-            Cmd::Data if self.ext.bdat_used => {
-                self.reply(crate::proto::bdat::MIXED).await?;
-            }
-            Cmd::Data => {
-                if !self.in_tx || self.rcpts == 0 {
-                    self.reply(reply::NEED_RCPT).await?;
-                } else {
-                    self.reply(reply::START_DATA).await?;
-                    let proto = self.proto_name();
-                    if let Some(t) = &mut self.track {
-                        t.reset();
-                    }
-                    if let Some(dump) = &mut self.dump {
-                        let config = &self.shared.config;
-                        dump.received(self.helo.as_deref(), &self.client, &config.hostname, proto);
-                    }
-                    self.mode = Mode::Data;
-                    self.scanner = DataScanner::new();
-                    if let Some(secs) = self.config().abort_delay {
-                        // S5: stop reading; after the delay 550 and close.
-                        self.flush().await?;
-                        sleep(Duration::from_secs(u64::from(secs))).await;
-                        self.abort_transaction();
-                        self.queue(reply::VIOLATION);
-                        return Ok(Flow::Close(CloseKind::Quiet));
-                    }
-                    if let Some(secs) = self.config().read_hold {
-                        self.hold_until =
-                            Some(Instant::now() + Duration::from_secs(u64::from(secs)));
-                    }
-                }
-            }
-            Cmd::Dot => {
-                if self.config().lmtp {
-                    // RFC 2033 §4.2: one reply per recipient. S9: the
-                    // count stops at 0.
-                    while self.rcpts > 0 {
-                        self.rcpts -= 1;
-                        self.reply(reply::LMTP_DOT_OK).await?;
-                    }
-                } else {
-                    self.reply(reply::OK).await?;
-                }
-            }
-            Cmd::Rset => {
-                self.abort_transaction();
-                self.reply(reply::MAIL_OK).await?;
-            }
-            Cmd::Quit => {
-                self.queue(reply::BYE);
-                self.flush().await?;
-                self.shared.counters.quit.fetch_add(1, Ordering::Relaxed);
-                return Ok(Flow::Close(CloseKind::Disconnect));
+            Cmd::Starttls => Ok(self.starttls(args).await),
+            Cmd::Bdat => Ok(self.bdat(args, None).await),
+            Cmd::Mail => self.mail(args).await,
+            Cmd::Rcpt => self.rcpt(args).await,
+            Cmd::Data => self.data().await,
+            Cmd::Dot => self.dot(Cmd::Dot).await,
+            Cmd::Rset => self.rset().await,
+            Cmd::Quit => self.quit().await,
+        }
+    }
+
+    /// The greeting.
+    async fn connect(&mut self) -> Result<Flow, Flow> {
+        self.reply(Cmd::Connect, &self.shared.replies.greeting)
+            .await?;
+        Ok(Flow::Continue)
+    }
+
+    /// HELO: a new session state, protocol `SMTP`.
+    async fn helo(&mut self, args: &[u8]) -> Result<Flow, Flow> {
+        self.abort_transaction();
+        self.proto = "SMTP";
+        self.set_helo(args);
+        self.reply(Cmd::Helo, &self.shared.replies.helo).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// EHLO (`ESMTP`) or LHLO (RFC 2033 §4.1): the extension list, with
+    /// STARTTLS only before TLS.
+    async fn ehlo(&mut self, cmd: Cmd, args: &[u8]) -> Result<Flow, Flow> {
+        self.abort_transaction();
+        if cmd == Cmd::Ehlo {
+            self.proto = "ESMTP";
+        }
+        self.set_helo(args);
+        let replies = &self.shared.replies;
+        let list = if self.conn.stream().is_tls() {
+            &replies.ehlo_tls
+        } else {
+            &replies.ehlo
+        };
+        self.reply(cmd, list).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// MAIL: open a transaction, and with `-d`/`-D` its dump.
+    async fn mail(&mut self, args: &[u8]) -> Result<Flow, Flow> {
+        if self.auth_missing() {
+            self.reply(Cmd::Mail, crate::proto::auth::REQUIRED).await?;
+            return Ok(Flow::Continue);
+        }
+        if self.in_tx {
+            self.reply(Cmd::Mail, reply::NESTED_MAIL).await?;
+            return Ok(Flow::Continue);
+        }
+        self.in_tx = true;
+        self.rcpts = 0;
+        self.chunks.used = false;
+        self.reply(Cmd::Mail, reply::MAIL_OK).await?;
+        if let Some(mode) = &self.config().dump {
+            let mail_args = dump_text(self.config(), address_args(args));
+            let header = Header {
+                start: self.config().start_string.as_deref(),
+                client: &self.client,
+                proto: self.proto_name(),
+                helo: self.helo.as_deref(),
+                auth_user: self.sasl.user.as_deref(),
+                mail_args: &mail_args,
+            };
+            match Dump::begin(mode, now_secs(), &header) {
+                Ok(dump) => self.dump = Some(dump),
+                // The 250 above reached the client only if no further
+                // input was pending, as in Postfix.
+                Err(text) => return Err(Flow::Fatal(text)),
             }
         }
         Ok(Flow::Continue)
+    }
+
+    /// RCPT: one more recipient of the open transaction.
+    async fn rcpt(&mut self, args: &[u8]) -> Result<Flow, Flow> {
+        if !self.in_tx {
+            self.reply(Cmd::Rcpt, reply::NEED_MAIL).await?;
+            return Ok(Flow::Continue);
+        }
+        self.rcpts += 1;
+        if let Some(dump) = &mut self.dump {
+            dump.rcpt(&dump_text(&self.shared.config, address_args(args)));
+        }
+        self.reply(Cmd::Rcpt, reply::RCPT_OK).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// DATA: switch to reading content (`-A` aborts it, `-H` holds it).
+    async fn data(&mut self) -> Result<Flow, Flow> {
+        if self.chunks.used {
+            self.reply(Cmd::Data, crate::proto::bdat::MIXED).await?;
+            return Ok(Flow::Continue);
+        }
+        if !self.in_tx || self.rcpts == 0 {
+            self.reply(Cmd::Data, reply::NEED_RCPT).await?;
+            return Ok(Flow::Continue);
+        }
+        self.reply(Cmd::Data, reply::START_DATA).await?;
+        self.start_content();
+        self.mode = Mode::Data;
+        self.scanner = DataScanner::new();
+        if let Some(secs) = self.config().abort_delay {
+            // S5: stop reading; after the delay 550 and close.
+            self.flush().await?;
+            sleep(Duration::from_secs(u64::from(secs))).await;
+            self.abort_transaction();
+            self.queue(Some(Cmd::Data), reply::VIOLATION);
+            return Ok(Flow::Close(CloseKind::Quiet));
+        }
+        if let Some(secs) = self.config().read_hold {
+            self.hold_until = Some(Instant::now() + Duration::from_secs(u64::from(secs)));
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// The content of a message starts (DATA, or the first BDAT chunk):
+    /// tracking restarts and the dump gets its `Received:` line.
+    fn start_content(&mut self) {
+        let proto = self.proto_name();
+        if let Some(t) = &mut self.track {
+            t.reset();
+        }
+        if let Some(dump) = &mut self.dump {
+            let config = &self.shared.config;
+            dump.received(self.helo.as_deref(), &self.client, &config.hostname, proto);
+        }
+    }
+
+    /// The reply to the end of a message (or to `.` typed as a command),
+    /// counted as the reply to `to` (`.`, or BDAT for the last chunk).
+    async fn dot(&mut self, to: Cmd) -> Result<Flow, Flow> {
+        if self.config().lmtp {
+            // RFC 2033 §4.2: one reply per recipient. S9: the count stops
+            // at 0.
+            while self.rcpts > 0 {
+                self.rcpts -= 1;
+                self.reply(to, reply::LMTP_DOT_OK).await?;
+            }
+        } else {
+            self.reply(to, reply::OK).await?;
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// RSET: the transaction (and its dump) is dropped.
+    async fn rset(&mut self) -> Result<Flow, Flow> {
+        self.abort_transaction();
+        self.reply(Cmd::Rset, reply::MAIL_OK).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// QUIT: `221`, written at once, and the `-n` count.
+    async fn quit(&mut self) -> Result<Flow, Flow> {
+        self.queue(Some(Cmd::Quit), reply::BYE);
+        self.flush().await?;
+        self.shared.counters.quit.fetch_add(1, Ordering::Relaxed);
+        Ok(Flow::Close(CloseKind::Disconnect))
     }
 
     /// The terminating `.` was received (§10, §14).
     async fn end_of_data(&mut self) -> Flow {
         self.mode = Mode::Command;
         self.hold_until = None;
+        self.message_done(End::Dot).await
+    }
+
+    /// A message is complete, by `.` or the LAST BDAT chunk (§10, §14):
+    /// the dump, the measurements, the `-c` counters, the reply, then `-M`.
+    async fn message_done(&mut self, end: End) -> Flow {
         self.in_tx = false;
+        self.chunks.used = false;
         let dumped = self.dump.is_some();
-        if let Some(dump) = self.dump.take() {
+        if let Some(mut dump) = self.dump.take() {
+            if end == End::LastChunk {
+                dump.write(crate::proto::bdat::dump_end());
+            }
             if let Err(text) = dump.complete() {
                 return Flow::Fatal(text);
             }
@@ -760,14 +840,22 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         if shared.config.counters {
             shared.counters.print();
         }
-        if shared.config.verbose > 0 {
-            // The end of data is handled as the command line `.` (spec §10),
-            // and Postfix logs it like every command line (§17).
-            diag::info(".");
-        }
-        let flow = self.dispatch(Cmd::Dot, b".", b"").await;
-        if shared.config.message_quit == Some(mesg) {
-            // S2: the reply to this `.` and everything before it are
+        let quitting = shared.config.message_quit == Some(mesg);
+        let flow = match end {
+            End::Dot => {
+                if shared.config.verbose > 0 && !quitting {
+                    // The end of data is handled as the command line `.`
+                    // (spec §10), and Postfix logs it like every command
+                    // line (§17), unless `-M` already ended the process.
+                    diag::info(".");
+                }
+                self.dispatch(Cmd::Dot, b".", b"").await
+            }
+            // `.`'s own fault controls do not apply to a BDAT chunk.
+            End::LastChunk => self.dot(Cmd::Bdat).await.unwrap_or_else(|flow| flow),
+        };
+        if quitting {
+            // S2: the reply to this message and everything before it are
             // written, then the server exits 0.
             return match flow {
                 Flow::Fatal(text) => Flow::Fatal(text),
@@ -776,6 +864,15 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         }
         flow
     }
+}
+
+/// How a message ended.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+enum End {
+    /// The terminating `.` of DATA.
+    Dot,
+    /// The LAST BDAT chunk (RFC 3030 §2).
+    LastChunk,
 }
 
 #[cfg(test)]
@@ -893,5 +990,25 @@ mod tests {
         for &(input, want) in cases {
             assert_eq!(address_args(input), want, "{input:?}");
         }
+    }
+
+    #[test]
+    fn utf8_dump_text() {
+        let cases: &[(&[u8], &[u8])] = &[
+            (b"<a@b>", b"<a@b>"),
+            (
+                "<jörg@exämple.de>".as_bytes(),
+                "<jörg@exämple.de>".as_bytes(),
+            ),
+            (b"x\x01y\x7f", b"x?y?"),
+            (b"\xff\xfe", b"??"),
+            (b"\xc3", b"?"),
+            ("a\u{85}b".as_bytes(), b"a?b"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(sanitize_utf8(input), *want, "{input:?}");
+        }
+        // Without --smtputf8 the same bytes get Postfix's treatment.
+        assert_eq!(sanitize_bytes("ö".as_bytes()), b"??");
     }
 }

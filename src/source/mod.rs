@@ -121,7 +121,10 @@ async fn run_once(
     } else {
         None
     };
-    let shared = Arc::new(Shared::new(config, message, target, esmtp));
+    // Everything is ready: wait for --start-at, if given; the measurements'
+    // clock (and the --rate schedule) starts then.
+    let measuring = measure::SourceMeasure::start(&config.measure, config.lmtp).await;
+    let shared = Arc::new(Shared::new(config, message, target, esmtp, measuring));
 
     // Metrics hook: listening before the first message is sent.
     let _metrics = match &shared.measure {
@@ -131,7 +134,9 @@ async fn run_once(
     // Start the sessions in order; each takes its first message now, so
     // the pool is checked and decremented in session order.
     let mut tasks = JoinSet::new();
-    for index in 0..shared.config.sessions {
+    // A shard (--shard) runs its part of the -s sessions.
+    let sessions = shared.config.measure.session_count(shared.config.sessions);
+    for index in 0..sessions {
         let first = shared.take_message();
         let session = session::Session::new(Arc::clone(&shared), index);
         tasks.spawn(session.run(first));

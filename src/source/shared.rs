@@ -40,11 +40,14 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// `measure`: [`SourceMeasure::start`] of `config.measure`, made once
+    /// the load may start (`--start-at`).
     pub(super) fn new(
         config: SourceConfig,
         message: Message,
         target: Target,
         esmtp: Option<Arc<esmtp::Setup>>,
+        measure: Option<SourceMeasure>,
     ) -> Shared {
         Shared {
             esmtp,
@@ -57,7 +60,7 @@ impl Shared {
             date: OnceLock::new(),
             connect_gate: Semaphore::new(1),
             pid: std::process::id(),
-            measure: SourceMeasure::new(&config.measure, config.lmtp),
+            measure,
             config,
         }
     }

@@ -8,6 +8,7 @@ mod common;
 mod find_max;
 mod metrics;
 mod mta;
+mod shard;
 mod sink;
 mod source;
 mod timeline;

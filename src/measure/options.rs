@@ -557,7 +557,7 @@ mod tests {
 
     #[test]
     fn shard_options() {
-        let o = source(&[("shard", "1/4"), ("run-id", "ab"), ("rate", "100")]).expect("valid");
+        let mut o = source(&[("shard", "1/4"), ("run-id", "ab"), ("rate", "100")]).expect("valid");
         assert_eq!(o.shard, Some(Shard { index: 1, count: 4 }));
         assert_eq!(o.run_id, Some(0xab));
         assert!(o.any() && !o.records());

@@ -248,7 +248,13 @@ fn follow_up(mta: &str, metrics: &str, rate: f64, secs: u64, dir: &std::path::Pa
     judge(&objective, rate, step, &m)
 }
 
+/// Ignored by default: through Postfix on loopback the knee is the
+/// machine's CPU, and on a shared 2-core machine it moved by more than the
+/// 0.8x/1.5x margins between the search and its follow-ups (a search found
+/// 200 msg/s, then 300 msg/s passed). Run it on a quiet machine with
+/// `cargo test --test measure -- --ignored find_max_through`.
 #[test]
+#[ignore = "needs a quiet machine: the MTA's knee here is the CPU"]
 fn find_max_through_postfix_into_the_sink() {
     let (sink, smtp, metrics) = crate::metrics::sink(&["--track"]);
     let relay = format!("[127.0.0.1]:{}", smtp.port());

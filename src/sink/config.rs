@@ -254,6 +254,8 @@ pub struct SinkConfig {
     pub lmtp: bool,
     /// `-m`: maximum simultaneous sessions.
     pub max_sessions: usize,
+    /// `--threads`: event loops the sessions are spread over.
+    pub threads: u32,
     /// `-M`: exit 0 after this many messages.
     pub message_quit: Option<u64>,
     /// `-n`: exit 0 after this many QUIT sessions (works without `-c`, S3).
@@ -316,6 +318,7 @@ impl Default for SinkConfig {
             read_hold: None,
             lmtp: false,
             max_sessions: 256,
+            threads: 1,
             message_quit: None,
             quit_count: None,
             announce_dsn: true,
@@ -489,6 +492,7 @@ const fn long(name: &'static str, value: Option<&'static str>, help: &'static st
 /// Long options (TLS, AUTH, CHUNKING, SMTPUTF8); none of them exists in Postfix, so without
 /// them every byte stays Postfix's.
 const LONGS: &[LongOpt] = &[
+    crate::workers::THREADS_OPT,
     long(
         "tls-cert",
         Some("FILE"),
@@ -766,6 +770,7 @@ impl SinkConfig {
             let v = opt.bytes();
             match opt.key {
                 Key::Short(letter) => c.short_option(letter, opt, ext, &mut dumps)?,
+                Key::Long("threads") => c.threads = crate::workers::parse_threads(v)?,
                 Key::Long(name) => {
                     if !c.measure.apply(name, v)? {
                         c.long_option(name, v, &mut tls);

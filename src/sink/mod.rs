@@ -42,12 +42,14 @@ use std::time::Duration;
 
 use std::future::Future;
 
+use tokio::runtime::Handle;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::diag::{self, errno_text, Error, Result};
 use crate::endpoint::{self, Endpoint, Family};
 use crate::measure::sink_side::SinkMeasure;
+use crate::workers::Loops;
 use dump::ClientAddr;
 use net::{Accepted, Listener, StdListener};
 use session::{Counters, Event, Shared};
@@ -226,6 +228,10 @@ async fn serve(
 ) -> Result<()> {
     let limit = shared.config.max_sessions.clamp(1, Semaphore::MAX_PERMITS);
     let slots = Arc::new(Semaphore::new(limit));
+    // --threads: this loop accepts and hands each session to the next loop
+    // in turn; -m's slots, the -c counters and the exit events stay shared.
+    let loops = Loops::start(shared.config.threads)?;
+    let mut next = 0usize;
     let mut tasks = JoinSet::new();
     let mut permit = None;
     loop {
@@ -243,7 +249,11 @@ async fn serve(
             ev = rx.recv() => return outcome(ev),
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok(stream) => spawn_session(&mut tasks, shared.clone(), stream, permit.take()),
+                Ok(stream) => {
+                    let on = loops.handle(next);
+                    next = next.wrapping_add(1);
+                    spawn_session(&mut tasks, on, shared.clone(), stream, permit.take());
+                }
                 // A client that reset before we accepted it: nothing to do.
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => {}
                 Err(e) => {
@@ -259,6 +269,7 @@ async fn serve(
 /// session task, which holds its `-m` slot until it ends.
 fn spawn_session(
     tasks: &mut JoinSet<()>,
+    on: Option<&Handle>,
     shared: Arc<Shared>,
     stream: Accepted,
     slot: Option<OwnedSemaphorePermit>,
@@ -276,22 +287,50 @@ fn spawn_session(
                 };
                 diag::info(&format!("connect ({af} {})", client.addr));
             }
-            tasks.spawn(async move {
-                session::run(shared, stream, client).await;
-                drop(slot);
-            });
+            spawn_on(tasks, on, shared, stream, client, slot);
         }
         Accepted::Unix(stream) => {
             if verbose {
                 diag::info("connect (AF_LOCAL local)");
             }
             let client = client_addr(None, family);
-            tasks.spawn(async move {
-                session::run(shared, stream, client).await;
-                drop(slot);
-            });
+            spawn_on(tasks, on, shared, stream, client, slot);
         }
     }
+}
+
+/// Run one session on loop `on` (`None`: this one). A stream moving to
+/// another loop is taken off this loop's reactor and registered with its
+/// own, so its I/O is driven by the thread that serves it.
+fn spawn_on<S: net::Movable>(
+    tasks: &mut JoinSet<()>,
+    on: Option<&Handle>,
+    shared: Arc<Shared>,
+    stream: S,
+    client: ClientAddr,
+    slot: Option<OwnedSemaphorePermit>,
+) {
+    let Some(handle) = on else {
+        tasks.spawn(async move {
+            session::run(shared, stream, client).await;
+            drop(slot);
+        });
+        return;
+    };
+    let stream = match stream.detach() {
+        Ok(stream) => stream,
+        Err(e) => return diag::warning(&format!("accept connection: {}", errno_text(&e))),
+    };
+    tasks.spawn_on(
+        async move {
+            match S::attach(stream) {
+                Ok(stream) => session::run(shared, stream, client).await,
+                Err(e) => diag::warning(&format!("accept connection: {}", errno_text(&e))),
+            }
+            drop(slot);
+        },
+        handle,
+    );
 }
 
 /// The server's end: with `--track`, print the tracking report first.

@@ -20,6 +20,7 @@ complete -c smtp-sink -s T -d 'SO_SNDBUF/SO_RCVBUF of the TCP listener' -r
 complete -c smtp-sink -s u -d 'Switch to this user after creating the listener (required as root)' -r
 complete -c smtp-sink -s w -d 'Delay the reply to DATA by DELAY s (same as -W data:DELAY)' -r
 complete -c smtp-sink -s W -d 'Delay the reply to CMD by DELAY s; with ODDS 1-99 a random multiple' -r
+complete -c smtp-sink -l threads -d 'Run N event loops on N OS threads (default 1, one loop as Postfix; at most 256)' -r
 complete -c smtp-sink -l tls-cert -d 'Offer STARTTLS with this PEM certificate chain' -r
 complete -c smtp-sink -l tls-key -d 'PEM private key for --tls-cert (default: the --tls-cert file)' -r
 complete -c smtp-sink -l json -d 'Also write the tracking report as JSON to PATH at exit (implies --track)' -r

@@ -207,4 +207,26 @@ fn bad_thread_counts_are_one_clear_line() {
         "{}",
         out.stderr_text()
     );
+    // The sessions counted are this shard's part of -s (3 over 2 shards:
+    // 2 and 1).
+    let shard = |i: &str| {
+        source(&[
+            "--threads",
+            "2",
+            "--shard",
+            i,
+            "--run-id",
+            "1",
+            "-s",
+            "3",
+            "127.0.0.1:25",
+        ])
+    };
+    let out = shard("1/2");
+    assert!(
+        out.stderr_text()
+            .contains("--threads 2 is more than the 1 sessions to run"),
+        "{}",
+        out.stderr_text()
+    );
 }

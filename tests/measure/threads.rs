@@ -2,8 +2,7 @@
 //! shared -m/-c/-M/-n, dumps and --track stay exact over several event
 //! loops (README "Scaling out").
 
-#[path = "common/mod.rs"]
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -12,6 +12,7 @@ mod cli;
 mod counters;
 mod dump;
 mod options;
+mod policy;
 mod protocol;
 mod syslog;
 mod tls;

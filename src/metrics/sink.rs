@@ -89,6 +89,9 @@ pub struct SinkReadings {
     pub dumps: u64,
     /// With `--track`.
     pub tracking: Option<TrackReadings>,
+    /// With `--policy`: (rule, outcome, count); bounded by the policy's
+    /// rule cap times its six outcomes.
+    pub policy: Vec<(String, &'static str, u64)>,
 }
 
 /// `--track` values at one scrape (sums over all runs).
@@ -161,6 +164,16 @@ impl<T: SinkReadout> Collector for SinkCollector<T> {
         )?;
         if let Some(t) = &r.tracking {
             encode_tracking(e, t)?;
+        }
+        if !r.policy.is_empty() {
+            counters(
+                e,
+                "smtpsink_policy_decisions",
+                "--policy decisions, by rule and outcome.",
+                r.policy.iter().map(|(rule, outcome, n)| {
+                    ([("rule", rule.as_str()), ("outcome", *outcome)], *n)
+                }),
+            )?;
         }
         Ok(())
     }

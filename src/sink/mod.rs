@@ -196,6 +196,7 @@ impl Server {
             epoch: tokio::time::Instant::now(),
             config: self.config,
         });
+        shared.share_policy_accounting();
         let _stats = shared.measure.as_ref().and_then(|m| m.spawn_stats());
         let _metrics = match &shared.measure {
             Some(m) => m.serve_metrics()?,

@@ -17,7 +17,7 @@ fn example(name: &str) -> PathBuf {
 
 /// A policy file in a temporary directory (kept alive with it).
 fn policy_file(text: &str) -> (tempfile::TempDir, String) {
-    let dir = common::tempdir();
+    let dir = common::sink::shared_tempdir();
     let path = dir.path().join("policy.toml");
     std::fs::write(&path, text).expect("write policy");
     (dir, path.display().to_string())
@@ -234,7 +234,9 @@ fn message_end_outcome_and_exit_report() {
          [[rule.data]]\noutcome = \"bounce\"\nprobability = 1.0\n\
          replies = [\"550 5.7.1 Message rejected\"]\n",
     );
-    let sink = ours(&["--policy", &path, "-M", "2"]);
+    let json = _dir.path().join("report.json");
+    let json_arg = json.display().to_string();
+    let sink = ours(&["--policy", &path, "-M", "2", "--track", "--json", &json_arg]);
     let mut c = sink.client();
     c.reply();
     ask(&mut c, "MAIL FROM:<spam@example.org>");
@@ -253,4 +255,9 @@ fn message_end_outcome_and_exit_report() {
         "{err}"
     );
     assert!(err.contains("policy: rule=default accepted=1 "), "{err}");
+    let doc = common::measure::read_json(&json);
+    assert_eq!(doc["policy"]["spam"]["bounced"], 1, "{doc}");
+    assert_eq!(doc["policy"]["default"]["accepted"], 1, "{doc}");
+    // The refused message is not counted as received.
+    assert_eq!(doc["messages"], 1, "{doc}");
 }

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use super::{CloseKind, Flow, Session, Shared};
 use crate::diag::{self, Error};
+use crate::measure::sink_side::Decisions;
 use crate::sink::config::{Cmd, SinkConfig};
 use crate::sink::policy::{Decision, Outcome, Policy, PolicyEngine, SessionPolicy};
 
@@ -36,6 +37,16 @@ pub(crate) fn load_policy(config: &SinkConfig) -> crate::diag::Result<Option<Arc
 }
 
 impl Shared {
+    /// Give the measurements (`--stats`, `--json`, `/metrics`) a reader of
+    /// the policy's accounting.
+    pub(crate) fn share_policy_accounting(&self) {
+        let (Some(m), Some(engine)) = (&self.measure, &self.policy) else {
+            return;
+        };
+        let engine = Arc::clone(engine);
+        m.set_decisions(Decisions(Box::new(move || decision_rows(&engine))));
+    }
+
     /// The policy's accounting on stderr, one line per rule, when the
     /// server ends (`-M`, `-n`, a signal).
     pub(crate) fn report_policy(&self) {
@@ -46,6 +57,18 @@ impl Shared {
             diag::info(&line);
         }
     }
+}
+
+/// (rule, outcome, count) for every rule and outcome.
+fn decision_rows(engine: &PolicyEngine) -> Vec<(String, &'static str, u64)> {
+    let snap = engine.snapshot();
+    let mut rows = Vec::with_capacity(snap.rules.len() * Outcome::ALL.len());
+    for r in snap.rules {
+        for o in Outcome::ALL {
+            rows.push((r.rule.clone(), o.label(), r.get(o)));
+        }
+    }
+    rows
 }
 
 /// `policy: rule=NAME accepted=N deferred=N ...` for every rule.

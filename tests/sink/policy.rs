@@ -261,3 +261,54 @@ fn message_end_outcome_and_exit_report() {
     // The refused message is not counted as received.
     assert_eq!(doc["messages"], 1, "{doc}");
 }
+
+/// `smtp-source --rate` above a per-address message limit: the excess gets
+/// the configured reply at MAIL. A token bucket lets `burst` through at
+/// once and then `count` per interval, so at most burst + rate × elapsed
+/// are accepted; a source running behind its schedule sends in bursts that
+/// find the bucket capped, hence the lower tolerance.
+#[test]
+fn source_rate_above_the_client_limit() {
+    let (dir, path) = policy_file(
+        "[limits.client_messages]\ncount = 10\ninterval = \"1s\"\nburst = 5\n\
+         reply = \"451 4.7.1 Too many messages, slow down\"\n",
+    );
+    let sink = ours(&["--policy", &path]);
+    let json = dir.path().join("source.json");
+    let out = common::run(
+        &common::our_source(),
+        "smtp-source",
+        &[
+            "-A",
+            "--rate",
+            "40",
+            "-m",
+            "80",
+            "-s",
+            "4",
+            "--json",
+            &json.display().to_string(),
+            &sink.addr.to_string(),
+        ],
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr_text());
+    let doc = common::measure::read_json(&json);
+    let accepted = doc["counters"]["accepted"].as_u64().expect("accepted");
+    let limited = doc["replies"]["mail"]["451"].as_u64().unwrap_or(0);
+    assert_eq!(accepted + limited, 80, "{doc}");
+    let elapsed = doc["elapsed_secs"].as_f64().expect("elapsed");
+    let expected = (5.0 + 10.0 * elapsed).min(80.0);
+    assert!(accepted as f64 <= expected + 1.0, "{accepted} > {expected}");
+    assert!(
+        accepted as f64 >= expected * 0.6,
+        "{accepted} << {expected}"
+    );
+    assert!(
+        out.stderr_text()
+            .lines()
+            .all(|l| l.ends_with("sender rejected: 451 4.7.1 Too many messages, slow down")),
+        "{}",
+        out.stderr_text()
+    );
+    sink.kill();
+}

@@ -914,12 +914,13 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         if shared.config.counters {
             shared.counters.print();
         }
+        let quitting = shared.config.message_quit == Some(mesg);
         let flow = match end {
             End::Dot => {
-                if shared.config.verbose > 0 {
+                if shared.config.verbose > 0 && !quitting {
                     // The end of data is handled as the command line `.`
                     // (spec §10), and Postfix logs it like every command
-                    // line (§17).
+                    // line (§17), unless `-M` already ended the process.
                     diag::info(".");
                 }
                 self.dispatch(Cmd::Dot, b".", b"").await
@@ -929,7 +930,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         };
         // `-f`/`-r` on `.` answered instead of the policy.
         self.end_decision = None;
-        if shared.config.message_quit == Some(mesg) {
+        if quitting {
             // S2: the reply to this message and everything before it are
             // written, then the server exits 0.
             return match flow {

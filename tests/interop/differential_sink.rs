@@ -533,6 +533,45 @@ type Sessions<'a> = &'a [&'a [&'a [u8]]];
 /// Spec §17: `-v` logs every command line, and the end of data as the line
 /// `.` (spec §10), over whole sessions: step by step, pipelined, LMTP.
 #[test]
+fn verbose_end_of_data_not_logged_when_m_ends_the_process() {
+    // Postfix's sink exits inside the end of the -M-th message, before it
+    // reads `.` as a command line, so `-v` never logs that `.`. (Whether the
+    // reply is flushed first is deviation S2; only the log is compared.)
+    let Some((theirs, ours)) = both(
+        "verbose_end_of_data_not_logged_when_m_ends_the_process",
+        &["-v", "-M", "2"],
+        None,
+    ) else {
+        return;
+    };
+    let session: &[&[u8]] = &[
+        b"HELO x\r\n",
+        b"MAIL FROM:<a>\r\n",
+        b"RCPT TO:<b>\r\n",
+        b"DATA\r\n",
+        b"one\r\n.\r\n",
+        b"MAIL FROM:<a>\r\n",
+        b"RCPT TO:<b>\r\n",
+        b"DATA\r\n",
+        b"two\r\n.\r\n",
+    ];
+    transcript(theirs.addr, session);
+    transcript(ours.addr, session);
+    std::thread::sleep(Duration::from_millis(200));
+    let (t, o) = (theirs.kill(), ours.kill());
+    let (t, o) = (
+        verbose_lines(&t.stderr_text()),
+        verbose_lines(&o.stderr_text()),
+    );
+    assert_eq!(
+        t.iter().filter(|l| *l == ".").count(),
+        1,
+        "reference logs only the first end of data: {t:?}"
+    );
+    assert_eq!(o, t);
+}
+
+#[test]
 fn verbose_output_over_whole_sessions() {
     let message = b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\nbody\r\n.\r\n" as &[u8];
     let cases: &[(&[&str], Sessions)] = &[

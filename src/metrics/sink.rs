@@ -272,6 +272,7 @@ mod tests {
                 gaps: 2,
                 latency,
             }),
+            policy: vec![("gmail".into(), "deferred", 3)],
         };
         let text = scrape(readings.clone(), replies);
         for line in [
@@ -282,6 +283,7 @@ mod tests {
             "smtpsink_received_bytes_total 1234\n",
             "smtpsink_replies_total{command=\"mail\",class=\"2xx\"} 1\n",
             "smtpsink_dumps_written_total 1\n",
+            "smtpsink_policy_decisions_total{rule=\"gmail\",outcome=\"deferred\"} 3\n",
             "smtpsink_tracked_received_total 6\n",
             "smtpsink_tracked_duplicates_total 1\n",
             "smtpsink_tracked_gaps 2\n",

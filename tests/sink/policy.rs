@@ -278,7 +278,7 @@ fn source_rate_above_the_client_limit() {
     let out = common::run(
         &common::our_source(),
         "smtp-source",
-        &[
+        [
             "-A",
             "--rate",
             "40",
@@ -287,7 +287,7 @@ fn source_rate_above_the_client_limit() {
             "-s",
             "4",
             "--json",
-            &json.display().to_string(),
+            json.to_str().expect("utf-8 path"),
             &sink.addr.to_string(),
         ],
     );

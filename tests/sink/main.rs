@@ -14,5 +14,6 @@ mod dump;
 mod options;
 mod policy;
 mod protocol;
+mod relay;
 mod syslog;
 mod tls;

@@ -27,6 +27,13 @@ complete -c smtp-source -l shard -d 'Send shard I of N of the run: the messages 
 complete -c smtp-source -l run-id -d 'Run id for the --track stamps and the report, 1 to 16 hex digits, the same on every shard of a run (default: random)' -r
 complete -c smtp-source -l start-at -d 'Start the load at TIME: Unix epoch seconds (1767225600.5) or +DELAY (+30s), at most 24 hours ahead; a time past starts at once' -r
 complete -c smtp-source -l metrics -d 'Serve Prometheus metrics at http://ADDR/metrics (IP:PORT, port 0: any free port, printed on stderr)' -r
+complete -c smtp-source -l find-start -d 'First step\'s rate, msg/s (default 10)' -r
+complete -c smtp-source -l find-factor -d 'Ramp: multiply the rate by F after each passing step (default 2)' -r
+complete -c smtp-source -l find-step -d 'Length of each step (default 10s; the confirmation step is twice as long)' -r
+complete -c smtp-source -l find-precision -d 'Bisect until the passing and failing rates are within P% (default 5%)' -r
+complete -c smtp-source -l find-timeout -d 'Bound on the whole search (default 10m); no step starts that would end later' -r
+complete -c smtp-source -l slo -d 'Objective per step, repeatable: p50|p90|p99|p99.9|max=D (latency from the intended start), errors=N%, delivery-p99=D (default p99=500ms, errors=1%)' -r
+complete -c smtp-source -l sink-url -d 'http://HOST:PORT of an smtp-sink --track --metrics behind the server: each step must also be delivered there at 95% of the offered rate' -r
 complete -c smtp-source -l help -d 'Print this help and exit'
 complete -c smtp-source -l version -d 'Print the version and exit'
 complete -c smtp-source -s 4 -d 'Connect with IPv4 only'
@@ -50,3 +57,4 @@ complete -c smtp-source -l 8bitmime -d 'RFC 6152: add BODY=8BITMIME to MAIL FROM
 complete -c smtp-source -l size -d 'RFC 1870: add SIZE=n (the message size) to MAIL FROM (needs --ehlo)'
 complete -c smtp-source -l merge -d 'Send nothing: print the combined report of the JSON reports given as operands (with --json PATH, also write it as JSON)'
 complete -c smtp-source -l track -d 'Stamp each message with X-Smtpstone-Run, X-Smtpstone-Seq and X-Smtpstone-Sent headers for smtp-sink --track'
+complete -c smtp-source -l find-max -d 'Capacity search: open-loop steps, ramping then bisecting, for the highest rate that meets every --slo; prints \'sustainable: N msg/s\''

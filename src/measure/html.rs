@@ -60,12 +60,17 @@ pub const SECTIONS: &[fn(&Report) -> Option<Section>] = &[
     latency_over_time,
     latency_spectrum,
     reply_codes,
+    achieved_vs_offered,
+    latency_vs_rate,
 ];
 
 /// The whole page.
 pub fn page(report: &Report) -> String {
     let mut out = String::with_capacity(64 * 1024);
-    let title = format!("smtp-source report: {}", report.run_ids.join(", "));
+    let title = match &report.search {
+        Some(search) => format!("smtp-source capacity search: {} steps", search.steps.len()),
+        None => format!("smtp-source report: {}", report.run_ids.join(", ")),
+    };
     let _ = write!(
         out,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -620,6 +625,93 @@ fn reply_codes(report: &Report) -> Option<Section> {
         note: "Share of each reply code at each stage (green 2xx, blue 3xx, orange 4xx, red 5xx)."
             .into(),
         body,
+    })
+}
+
+/// `--find-max`: the search's steps by offered rate, `(offered, step)`.
+fn steps_by_rate(report: &Report) -> Option<Vec<&super::search::Step>> {
+    let search = report.search.as_ref()?;
+    let mut steps: Vec<_> = search.steps.iter().filter(|s| s.offered > 0.0).collect();
+    steps.sort_by(|a, b| a.offered.total_cmp(&b.offered));
+    (!steps.is_empty()).then_some(steps)
+}
+
+fn rate_axis() -> Axis {
+    Axis {
+        label: "offered rate, messages per second".into(),
+        scale: Scale::Linear,
+        format: num,
+    }
+}
+
+/// Capacity search: achieved against offered rate, passing and failing
+/// steps apart, with the line where the two are equal.
+fn achieved_vs_offered(report: &Report) -> Option<Section> {
+    let steps = steps_by_rate(report)?;
+    let points = |pass: bool| Series {
+        name: if pass { "passed" } else { "failed" }.into(),
+        values: steps
+            .iter()
+            .filter(|s| s.verdict.pass == pass)
+            .map(|s| (s.offered, s.achieved))
+            .collect(),
+        points: true,
+    };
+    let ideal = Series {
+        name: "achieved = offered".into(),
+        values: steps.iter().map(|s| (s.offered, s.offered)).collect(),
+        points: false,
+    };
+    let chart = Chart {
+        x: rate_axis(),
+        y: Axis {
+            label: "achieved rate, messages per second".into(),
+            scale: Scale::Linear,
+            format: num,
+        },
+        series: vec![ideal, points(true), points(false)],
+    };
+    Some(Section {
+        title: "Achieved against offered rate".into(),
+        note: "One point per step of the capacity search: where the points leave the \
+               diagonal, the server (or the sessions) fell behind the offered load."
+            .into(),
+        body: svg(&chart),
+    })
+}
+
+/// Capacity search: message latency percentiles against the offered rate
+/// (the "hockey stick").
+fn latency_vs_rate(report: &Report) -> Option<Section> {
+    let steps = steps_by_rate(report)?;
+    let line = |name: &str, f: fn(&super::search::objective::Percentiles) -> u64| Series {
+        name: name.into(),
+        values: steps
+            .iter()
+            .filter(|s| s.measure.accepted > 0)
+            .map(|s| (s.offered, f(&s.measure.latency) as f64 / 1000.0))
+            .collect(),
+        points: true,
+    };
+    let chart = Chart {
+        x: rate_axis(),
+        y: Axis {
+            label: "message latency, ms (log)".into(),
+            scale: Scale::Log,
+            format: num,
+        },
+        series: vec![
+            line("p50", |p| p.p50),
+            line("p99", |p| p.p99),
+            line("max", |p| p.max),
+        ],
+    };
+    Some(Section {
+        title: "Latency against offered rate".into(),
+        note: "Message latency from each message's intended start, per step of the capacity \
+               search: the knee is where it turns upwards."
+            .into(),
+        body: svg(&chart),
     })
 }
 

@@ -33,6 +33,7 @@ pub mod progress;
 pub mod rate;
 pub mod recorder;
 pub mod report;
+pub mod search;
 pub mod shard;
 pub mod sink_side;
 pub mod source_side;

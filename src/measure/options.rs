@@ -15,11 +15,19 @@ use std::time::Duration;
 use crate::args::LongOpt;
 use crate::diag::{Error, Result};
 
+use super::search::options::{FindRaw, FIND_LONGS};
+use super::search::SearchConfig;
 use super::shard::{self, Shard};
 use super::{rate, start, stats, timeline, track};
 
-/// smtp-source's measurement options, for its `ToolSpec`.
-pub const SOURCE_LONGS: &[LongOpt] = &[
+/// smtp-source's measurement options and the capacity search's, for its
+/// `ToolSpec`.
+pub const SOURCE_LONGS: &[LongOpt] = &crate::args::join_longs::<
+    { MEASURE_LONGS.len() + FIND_LONGS.len() },
+>(MEASURE_LONGS, FIND_LONGS);
+
+/// smtp-source's measurement options.
+const MEASURE_LONGS: &[LongOpt] = &[
     LongOpt {
         name: "report",
         value: Some("[timeline]"),
@@ -191,6 +199,13 @@ pub struct SourceOptions {
     pub count_given: bool,
     /// `--merge`: the report files (the operands).
     pub files: Vec<OsString>,
+    /// The capacity-search options as given.
+    pub find: FindRaw,
+    /// `--find-max`: the checked search.
+    pub search: Option<SearchConfig>,
+    /// Set for the steps of `--find-max` (no option): refused messages
+    /// are counted in the step's line instead of warned about one by one.
+    pub quiet_rejects: bool,
     /// `--shard I/N`.
     pub shard: Option<Shard>,
     /// `--run-id ID`.
@@ -285,13 +300,13 @@ impl SourceOptions {
             "run-id" => self.run_id = Some(shard::parse_run_id(value)?),
             "start-at" => self.start_at = Some(start::parse_start_at(value, track::now_micros())?),
             "metrics" => self.metrics = Some(metrics_addr(value)?),
-            _ => return Ok(false),
+            _ => return Ok(self.find.apply(name, value)),
         }
         Ok(true)
     }
 
     /// Checks across options, once all are known. `counter` is `-c`.
-    pub fn check(&self, counter: bool) -> Result<()> {
+    pub fn check(&mut self, counter: bool) -> Result<()> {
         if counter && self.json == Some(JsonOut::Stdout) && !self.merge {
             return Err(Error::fatal("--json - cannot be used with -c"));
         }
@@ -308,6 +323,16 @@ impl SourceOptions {
         }
         if self.merge && self.metrics.is_some() {
             return Err(Error::fatal("--metrics cannot be used with --merge"));
+        }
+        let open_loop = self.rate.is_some() || self.duration.is_some();
+        self.search = self.find.check(open_loop)?;
+        if self.search.is_some() && self.merge {
+            return Err(Error::fatal("--find-max cannot be used with --merge"));
+        }
+        if self.search.is_some() && self.metrics.is_some() {
+            // Each step is a run of its own; one listener per step would
+            // move with port 0.
+            return Err(Error::fatal("--find-max cannot be used with --metrics"));
         }
         Ok(())
     }
@@ -361,6 +386,7 @@ impl SourceOptions {
             || self.rate.is_some()
             || self.duration.is_some()
             || self.track
+            || self.search.is_some()
             || self.shard.is_some()
             || self.run_id.is_some()
             || self.start_at.is_some()
@@ -507,7 +533,7 @@ mod tests {
             fatal(source(&[("duration", "0s")])),
             "bad --duration value: 0s"
         );
-        let o = source(&[("json", "-")]).expect("valid");
+        let mut o = source(&[("json", "-")]).expect("valid");
         assert_eq!(o.json, Some(JsonOut::Stdout));
         assert_eq!(fatal(o.check(true)), "--json - cannot be used with -c");
         assert!(o.check(false).is_ok());
@@ -517,12 +543,12 @@ mod tests {
             fatal(source(&[("metrics", "9100")])),
             "bad --metrics address: 9100 (want IP:PORT, e.g. 127.0.0.1:9100)"
         );
-        let o = source(&[("metrics", "127.0.0.1:0"), ("merge", "")]).expect("valid");
+        let mut o = source(&[("metrics", "127.0.0.1:0"), ("merge", "")]).expect("valid");
         assert_eq!(
             fatal(o.check(false)),
             "--metrics cannot be used with --merge"
         );
-        let m = source(&[("json", "-"), ("merge", "")]).expect("valid");
+        let mut m = source(&[("json", "-"), ("merge", "")]).expect("valid");
         assert!(
             m.check(true).is_ok(),
             "--merge sends nothing, so -c prints nothing"
@@ -531,7 +557,7 @@ mod tests {
 
     #[test]
     fn shard_options() {
-        let o = source(&[("shard", "1/4"), ("run-id", "ab"), ("rate", "100")]).expect("valid");
+        let mut o = source(&[("shard", "1/4"), ("run-id", "ab"), ("rate", "100")]).expect("valid");
         assert_eq!(o.shard, Some(Shard { index: 1, count: 4 }));
         assert_eq!(o.run_id, Some(0xab));
         assert!(o.any() && !o.records());
@@ -597,6 +623,7 @@ mod tests {
 
     #[test]
     fn long_option_names_are_unique() {
+        assert_eq!(SOURCE_LONGS.len(), MEASURE_LONGS.len() + FIND_LONGS.len());
         for longs in [SOURCE_LONGS, SINK_LONGS] {
             let mut names: Vec<&str> = longs.iter().map(|o| o.name).collect();
             names.sort_unstable();

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::hist::{self, Hist, LatencyJson};
 use super::recorder::{Counters, Phase, Recorder};
+use super::search::output::SearchJson;
 use super::shard::ShardSet;
 use super::timeline::{clock_text, Timeline, TimelineJson};
 
@@ -70,6 +71,8 @@ pub struct Report {
     /// The command line of each run (secrets masked), for the settings
     /// shown by `--html`.
     pub commands: Vec<String>,
+    /// `--find-max`: every step of the capacity search and its outcome.
+    pub search: Option<SearchJson>,
 }
 
 /// `VERSION SUITE` of a TLS handshake from IANA code points, in rustls's
@@ -102,6 +105,7 @@ impl Report {
             tls: BTreeMap::new(),
             timeline: None,
             commands: Vec::new(),
+            search: None,
         }
     }
 
@@ -163,6 +167,9 @@ impl Report {
         };
         self.counters.add(&other.counters);
         self.commands.extend(other.commands.iter().cloned());
+        if self.search.is_none() {
+            self.search.clone_from(&other.search);
+        }
         self.timeline = match (&self.timeline, &other.timeline) {
             (Some(a), Some(b)) => Some(Timeline::merge_all(a.width_ms(), [a, b])),
             (a, b) => a.as_ref().or(b.as_ref()).cloned(),
@@ -371,6 +378,7 @@ impl Report {
             tls: self.tls.clone(),
             timeline: self.timeline.as_ref().map(Timeline::to_json),
             commands: self.commands.clone(),
+            search: self.search.clone(),
         };
         let mut text = serde_json::to_string_pretty(&json).unwrap_or_default();
         text.push('\n');
@@ -415,6 +423,7 @@ impl Report {
         report.counters = json.counters;
         report.tls = json.tls;
         report.commands = json.commands;
+        report.search = json.search;
         report.timeline = json
             .timeline
             .as_ref()
@@ -483,6 +492,9 @@ struct ReportJson {
     /// The command line of each run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     commands: Vec<String>,
+    /// `--find-max`: the capacity search's steps and outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    search: Option<SearchJson>,
 }
 
 /// The shards of a JSON report: `N` and the indices it covers (one for a

@@ -8,6 +8,7 @@
 //! progress, first come first served, as Postfix does.
 
 pub mod config;
+pub mod find_max;
 pub mod message;
 mod net;
 mod session;
@@ -62,8 +63,23 @@ pub async fn run(config: SourceConfig) -> Result<Summary> {
 
 /// [`run`], ended early when `shutdown` completes: the sessions are
 /// dropped (their connections reset, as when a session fails), and the
-/// measurements are finished and reported as at the end of a run.
+/// measurements are finished and reported as at the end of a run. A
+/// capacity search (`--find-max`) ends with an error instead.
 pub async fn run_until(
+    config: SourceConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<Summary> {
+    let Some(search) = config.measure.search.clone() else {
+        return run_once(config, shutdown).await;
+    };
+    tokio::select! {
+        done = find_max::run(config, search) => done,
+        () = shutdown => Err(Error::fatal("capacity search interrupted")),
+    }
+}
+
+/// One run of `config` (see [`run_until`]); also a step of `--find-max`.
+async fn run_once(
     config: SourceConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<Summary> {

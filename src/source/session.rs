@@ -340,7 +340,9 @@ impl Session {
         if !self.shared.config.ignore_errors {
             return Err(Error::Fatal(text));
         }
-        diag::warning(&text);
+        if !self.shared.config.measure.quiet_rejects {
+            diag::warning(&text);
+        }
         Ok(if closing_rule && is_closing(code) {
             Next::Close
         } else {

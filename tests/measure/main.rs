@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod find_max;
 mod metrics;
 mod mta;
 mod shard;

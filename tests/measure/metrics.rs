@@ -36,7 +36,7 @@ fn prometheus_tool(path: &str, test: &str) -> Option<PathBuf> {
 
 /// A child whose stderr goes to a file (read while it runs); killed and
 /// reaped when dropped.
-struct Running {
+pub(crate) struct Running {
     child: Child,
     stderr: PathBuf,
     _dir: tempfile::TempDir,
@@ -112,7 +112,7 @@ impl Drop for Running {
 
 /// A sink with `--metrics 127.0.0.1:0` and `args`; its SMTP and metrics
 /// addresses.
-fn sink(args: &[&str]) -> (Running, SocketAddr, SocketAddr) {
+pub(crate) fn sink(args: &[&str]) -> (Running, SocketAddr, SocketAddr) {
     for _ in 0..10 {
         let smtp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let mut argv: Vec<String> = sink_user_args();

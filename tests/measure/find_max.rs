@@ -1,0 +1,314 @@
+//! `smtp-source --find-max` against our sink: a tarpit whose capacity
+//! follows from its delay and `-s`, a first step that already fails, the
+//! options' messages, and end to end through a real Postfix MTA into
+//! `smtp-sink --track --metrics` (skips loudly without Postfix). Steps are 1 s so that each search stays well
+//! under a minute; every run is bounded by `--find-timeout` and a process
+//! timeout.
+
+use crate::common;
+
+use common::mta::Mta;
+use common::sink::{ours, shared_tempdir};
+use common::*;
+use smtpstone::measure::report::Report;
+use smtpstone::measure::search::{judge, Objective, StepMeasure, Verdict};
+use smtpstone::source::find_max::{SinkClient, DELIVERY_GRACE};
+use std::time::Duration;
+
+/// Bound on one search process (its `--find-timeout` is shorter).
+const SEARCH_LIMIT: Duration = Duration::from_secs(90);
+
+fn search(args: &[&str]) -> Output {
+    Proc::spawn(&our_source(), "smtp-source", args).finish(SEARCH_LIMIT)
+}
+
+/// The rate of the `sustainable: N msg/s (…)` line.
+fn sustainable(out: &Output) -> f64 {
+    let text = out.stdout_text();
+    text.strip_prefix("sustainable: ")
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no answer: {text}\n{}", out.stderr_text()))
+}
+
+#[test]
+fn a_tarpit_sustains_sessions_over_delay() {
+    // Each message waits 1 s for its DATA reply (-w 1), and 10 sessions
+    // carry at most 10 messages a second: above that the backlog grows and
+    // the achieved rate stays behind the offered one.
+    let sink = ours(&["-w", "1"]);
+    let dir = shared_tempdir();
+    let json = dir.path().join("search.json");
+    let html = dir.path().join("search.html");
+    let ep = sink.addr.to_string();
+    let out = search(&[
+        "--find-max",
+        "--find-start",
+        "5",
+        "--find-step",
+        "1s",
+        "--find-precision",
+        "10%",
+        "--find-timeout",
+        "75s",
+        "--slo",
+        "p99=1500ms",
+        "--json",
+        json.to_str().expect("path"),
+        "--html",
+        html.to_str().expect("path"),
+        "-s",
+        "10",
+        &ep,
+    ]);
+    sink.kill();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr_text());
+    let rate = sustainable(&out);
+    assert!(
+        (8.5..=11.5).contains(&rate),
+        "{rate}: {}",
+        out.stderr_text()
+    );
+    let stderr = out.stderr_text();
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("smtp-source: step 1 ramp: offered 5.00 msg/s")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(": FAIL ("),
+        "a step above the knee fails: {stderr}"
+    );
+    let report = common::measure::read_json(&json);
+    let steps = report["search"]["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), stderr.matches(" msg/s, achieved ").count());
+    assert_eq!(report["search"]["outcome"]["result"], "sustainable");
+    let last = steps.last().expect("a step");
+    assert_eq!(last["kind"], "confirm");
+    assert_eq!(last["verdict"]["pass"], true);
+    assert_eq!(last["duration_secs"], 2.0);
+    let attempted: u64 = steps
+        .iter()
+        .map(|s| s["measure"]["attempted"].as_u64().expect("attempted"))
+        .sum();
+    assert_eq!(report["counters"]["attempted"], attempted);
+    assert!(report["timeline"]["intervals"]
+        .as_array()
+        .is_some_and(|i| !i.is_empty()));
+    let page = std::fs::read_to_string(&html).expect("html");
+    assert!(
+        page.contains("Achieved against offered rate"),
+        "html charts"
+    );
+    assert!(page.contains("Latency against offered rate"), "html charts");
+}
+
+#[test]
+fn a_failing_first_step_is_an_error_with_its_reasons() {
+    let sink = ours(&["-w", "1"]);
+    let ep = sink.addr.to_string();
+    let out = search(&[
+        "--find-max",
+        "--find-start",
+        "20",
+        "--find-step",
+        "1s",
+        "--slo",
+        "p99=1500ms",
+        "-s",
+        "2",
+        &ep,
+    ]);
+    sink.kill();
+    assert_eq!(out.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let stderr = out.stderr_text();
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(
+            "smtp-source: fatal: no sustainable rate: the first step (20.0 msg/s) failed: achieved "
+        ),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches(" msg/s, achieved ").count(), 1, "{stderr}");
+}
+
+#[test]
+fn refusals_count_as_errors_without_a_warning_each() {
+    // Every RCPT gets a 4xx (-r rcpt): each message is an error.
+    let sink = ours(&["-r", "rcpt"]);
+    let ep = sink.addr.to_string();
+    let out = search(&[
+        "--find-max",
+        "--find-start",
+        "10",
+        "--find-step",
+        "1s",
+        "-s",
+        "2",
+        &ep,
+    ]);
+    sink.kill();
+    assert_eq!(out.code(), Some(1));
+    let stderr = out.stderr_text();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "a step line and the fatal line: {stderr}");
+    assert!(lines[0].contains(", errors 100.0%: FAIL ("), "{stderr}");
+    assert!(lines[0].contains("errors 100.0% > 1%"), "{stderr}");
+}
+
+#[test]
+fn bad_search_options_are_one_line() {
+    for (args, want) in [
+        (
+            &["--find-max", "--find-step", "1ms"][..],
+            "smtp-source: fatal: bad --find-step value: 1ms (a duration of at least 500ms)",
+        ),
+        (
+            &["--find-max", "--slo", "p99"][..],
+            "smtp-source: fatal: bad --slo value: p99 (expected NAME=VALUE, e.g. p99=500ms or errors=1%)",
+        ),
+        (
+            &["--find-max", "--rate", "5"][..],
+            "smtp-source: fatal: --find-max sets each step's rate and duration: not with --rate or --duration",
+        ),
+        (
+            &["--find-max", "--metrics", "127.0.0.1:0"][..],
+            "smtp-source: fatal: --find-max cannot be used with --metrics",
+        ),
+        (
+            &["--sink-url", "http://127.0.0.1:9"][..],
+            "smtp-source: fatal: --sink-url needs --find-max",
+        ),
+    ] {
+        let mut argv = args.to_vec();
+        argv.push("127.0.0.1:9");
+        let out = run(&our_source(), "smtp-source", &argv);
+        assert_eq!(out.code(), Some(1), "{args:?}");
+        assert_eq!(out.stderr_text(), format!("{want}\n"), "{args:?}");
+    }
+}
+
+const E2E: &str = "find_max_through_postfix_into_the_sink";
+
+/// An open-loop run at `rate` for `secs` through `mta`, judged as a search
+/// step would be (the objective `p99=2s`, errors 1%, achieved and
+/// delivered at 95% of `rate`), from its report and the sink's `/runs`.
+fn follow_up(mta: &str, metrics: &str, rate: f64, secs: u64, dir: &std::path::Path) -> Verdict {
+    let json = dir.join(format!("follow-{rate}.json"));
+    let started = std::time::Instant::now();
+    let out = Proc::spawn(
+        &our_source(),
+        "smtp-source",
+        [
+            "--track",
+            "-A",
+            "--rate",
+            &rate.to_string(),
+            "--duration",
+            &format!("{secs}s"),
+            "--json",
+            json.to_str().expect("path"),
+            "-s",
+            "20",
+            "-f",
+            "a@x.test",
+            "-t",
+            "b@y.test",
+            mta,
+        ],
+    )
+    .finish(SEARCH_LIMIT);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr_text());
+    let report =
+        Report::from_json(&std::fs::read_to_string(&json).expect("report")).expect("report");
+    let mut m = StepMeasure::of_report(&report);
+    let run_id = report.run_ids[0].clone();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let step = Duration::from_secs(secs);
+    m.delivery = Some(
+        runtime
+            .block_on(async {
+                let deadline = tokio::time::Instant::from_std(started + step + DELIVERY_GRACE);
+                SinkClient::new(metrics)
+                    .delivery(&run_id, m.accepted, deadline)
+                    .await
+            })
+            .expect("/runs"),
+    );
+    let mut objective = Objective::default();
+    for slo in ["p99=2s", "errors=1%"] {
+        objective.add(slo).expect("slo");
+    }
+    objective.delivery = true;
+    judge(&objective, rate, step, &m)
+}
+
+/// Ignored by default: through Postfix on loopback the knee is the
+/// machine's CPU, and on a shared 2-core machine it moved by more than the
+/// 0.8x/1.5x margins between the search and its follow-ups (a search found
+/// 200 msg/s, then 300 msg/s passed). Run it on a quiet machine with
+/// `cargo test --test measure -- --ignored find_max_through`.
+#[test]
+#[ignore = "needs a quiet machine: the MTA's knee here is the CPU"]
+fn find_max_through_postfix_into_the_sink() {
+    let (sink, smtp, metrics) = crate::metrics::sink(&["--track"]);
+    let relay = format!("[127.0.0.1]:{}", smtp.port());
+    let Some(mta) = Mta::start_or_skip(E2E, &relay, &[]) else {
+        return;
+    };
+    let endpoint = format!("127.0.0.1:{}", mta.addr.port());
+    let metrics = metrics.to_string();
+    let dir = shared_tempdir();
+    let html = dir.path().join("search.html");
+    let out = search(&[
+        "--find-max",
+        "--html",
+        html.to_str().expect("path"),
+        "--sink-url",
+        &format!("http://{metrics}"),
+        "--find-start",
+        "40",
+        "--find-step",
+        "3s",
+        "--find-precision",
+        "10%",
+        "--find-timeout",
+        "80s",
+        "--slo",
+        "p99=2s",
+        "-s",
+        "20",
+        "-f",
+        "a@x.test",
+        "-t",
+        "b@y.test",
+        &endpoint,
+    ]);
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "{}\nmaillog: {}",
+        out.stderr_text(),
+        mta.maillog()
+    );
+    let rate = sustainable(&out);
+    let stdout = out.stdout_text();
+    assert!(stdout.contains(", delivered "), "{stdout}");
+    // Shown with --nocapture: the README's example is such a run.
+    eprint!("{}{stdout}", out.stderr_text());
+    let page = std::fs::read_to_string(&html).expect("html");
+    assert!(page.contains("Achieved against offered rate"));
+    assert!(page.contains("Latency against offered rate"));
+    // The knee here is the machine's CPU (shared on CI): follow-ups twice
+    // as long as a step average out more of its noise.
+    let low = follow_up(&endpoint, &metrics, 0.8 * rate, 6, dir.path());
+    assert!(low.pass, "0.8 x {rate}: {low:?}\n{}", out.stderr_text());
+    let high = follow_up(&endpoint, &metrics, 1.5 * rate, 6, dir.path());
+    assert!(!high.pass, "1.5 x {rate} passed\n{}", out.stderr_text());
+    drop(sink);
+}

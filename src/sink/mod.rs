@@ -64,6 +64,7 @@ pub struct Server {
     listener: StdListener,
     local_addr: Option<SocketAddr>,
     measure: Option<Arc<SinkMeasure>>,
+    policy: Option<Arc<policy::PolicyEngine>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -116,6 +117,8 @@ impl Server {
     /// `-u`, create the listener, switch user (and chroot), open syslog.
     /// Synchronous; may be called inside or outside a tokio runtime.
     pub fn bind(config: SinkConfig) -> Result<Server> {
+        // A bad policy file is one fatal line, before anything is bound.
+        let policy = session::load_policy(&config)?;
         net::raise_nofile_limit();
         // Certificates are read (or made) first: a bad file is reported
         // like any other option error, and before privileges are dropped.
@@ -149,6 +152,7 @@ impl Server {
         }
         Ok(Server {
             measure: measure.map(Arc::new),
+            policy,
             config,
             tls,
             listener,
@@ -190,8 +194,11 @@ impl Server {
             timeout: Duration::from_secs(u64::from(self.config.timeout)),
             tls: self.tls,
             measure: self.measure,
+            policy: self.policy,
+            epoch: tokio::time::Instant::now(),
             config: self.config,
         });
+        shared.share_policy_accounting();
         let _stats = shared.measure.as_ref().and_then(|m| m.spawn_stats());
         let _metrics = match &shared.measure {
             Some(m) => m.serve_metrics()?,
@@ -208,6 +215,7 @@ impl Server {
         tokio::select! {
             result = serve(&shared, &listener, rx) => ended(&shared, result).map(|()| None),
             value = shutdown => {
+                shared.report_policy();
                 if let Some(m) = &shared.measure {
                     if let Err(e) = m.finish() {
                         diag::report(&e, &usage());
@@ -335,6 +343,7 @@ fn spawn_on<S: net::Movable>(
 
 /// The server's end: with `--track`, print the tracking report first.
 fn ended(shared: &Shared, result: Result<()>) -> Result<()> {
+    shared.report_policy();
     match &shared.measure {
         Some(m) => m.ended(result),
         None => result,

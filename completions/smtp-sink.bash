@@ -23,7 +23,7 @@ _smtp__sink() {
 
     case "${cmd}" in
         smtp__sink)
-            opts="-4 -6 -8 -a -A -b -B -c -C -d -D -e -E -f -F -h -H -L -m -M -n -N -p -P -q -Q -r -R -s -S -t -T -u -v -w -W --help --version --tls-cert --tls-key --tls-self-signed --tls --auth --auth-fail --auth-required --chunking --smtputf8 --track --json --stats --metrics"
+            opts="-4 -6 -8 -a -A -b -B -c -C -d -D -e -E -f -F -h -H -L -m -M -n -N -p -P -q -Q -r -R -s -S -t -T -u -v -w -W --help --version --threads --tls-cert --tls-key --tls-self-signed --tls --auth --auth-fail --auth-required --chunking --smtputf8 --policy --seed --track --json --stats --metrics"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -117,11 +117,23 @@ _smtp__sink() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --threads)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --tls-cert)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --tls-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --policy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --seed)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -20,8 +20,11 @@ complete -c smtp-sink -s T -d 'SO_SNDBUF/SO_RCVBUF of the TCP listener' -r
 complete -c smtp-sink -s u -d 'Switch to this user after creating the listener (required as root)' -r
 complete -c smtp-sink -s w -d 'Delay the reply to DATA by DELAY s (same as -W data:DELAY)' -r
 complete -c smtp-sink -s W -d 'Delay the reply to CMD by DELAY s; with ODDS 1-99 a random multiple' -r
+complete -c smtp-sink -l threads -d 'Run N event loops on N OS threads (default 1, one loop as Postfix; at most 256)' -r
 complete -c smtp-sink -l tls-cert -d 'Offer STARTTLS with this PEM certificate chain' -r
 complete -c smtp-sink -l tls-key -d 'PEM private key for --tls-cert (default: the --tls-cert file)' -r
+complete -c smtp-sink -l policy -d 'Defer, bounce, rate-limit, greylist and tarpit by the rules of this TOML file' -r
+complete -c smtp-sink -l seed -d 'Seed of the --policy random choices (same seed and input: same replies)' -r
 complete -c smtp-sink -l json -d 'Also write the tracking report as JSON to PATH at exit (implies --track)' -r
 complete -c smtp-sink -l stats -d 'Every SECONDS, print a line on stderr: sessions, messages, msg/s, MB/s' -r
 complete -c smtp-sink -l metrics -d 'Serve Prometheus metrics at http://ADDR/metrics and, with --track, the live tracking report at /runs (IP:PORT, port 0: any free port, printed on stderr)' -r

@@ -23,7 +23,7 @@ _smtp__source() {
 
     case "${cmd}" in
         smtp__source)
-            opts="-4 -6 -A -c -C -d -f -F -l -L -m -M -N -o -r -R -s -S -t -T -v -w --help --version --ehlo --pipelining --starttls --tls --tls-verify --tls-ca --tls-resume --auth --auth-user --auth-password --auth-plaintext --bdat --smtputf8 --8bitmime --size --report --interval --html --json --merge --rate --duration --progress --track --shard --run-id --start-at --metrics --find-max --find-start --find-factor --find-step --find-precision --find-timeout --slo --sink-url"
+            opts="-4 -6 -A -c -C -d -f -F -l -L -m -M -N -o -r -R -s -S -t -T -v -w --help --version --threads --ehlo --pipelining --starttls --tls --tls-verify --tls-ca --tls-resume --auth --auth-user --auth-password --auth-plaintext --bdat --smtputf8 --8bitmime --size --report --interval --html --json --merge --rate --duration --progress --track --shard --run-id --start-at --metrics --find-max --find-start --find-factor --find-step --find-precision --find-timeout --slo --sink-url"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -78,6 +78,10 @@ _smtp__source() {
                     return 0
                     ;;
                 -w)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --threads)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

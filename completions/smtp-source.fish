@@ -11,6 +11,7 @@ complete -c smtp-source -s S -d 'Add a Subject: header' -r
 complete -c smtp-source -s t -d 'Recipient address (default foo@HOSTNAME)' -r
 complete -c smtp-source -s T -d 'TCP send and receive buffer size in bytes' -r
 complete -c smtp-source -s w -d 'Fixed pause of interval seconds before each next message' -r
+complete -c smtp-source -l threads -d 'Run N event loops on N OS threads (default 1, one loop as Postfix; at most 256)' -r
 complete -c smtp-source -l tls-ca -d 'PEM file of trusted CA certificates for --tls-verify' -r
 complete -c smtp-source -l auth -d 'RFC 4954: authenticate with PLAIN or LOGIN after EHLO (and TLS) (needs --ehlo)' -r
 complete -c smtp-source -l auth-user -d 'User name for --auth' -r

@@ -17,5 +17,6 @@ pub mod proto;
 pub mod sink;
 pub mod source;
 pub mod tls;
+pub mod workers;
 
 pub use diag::{Error, Result};

@@ -11,7 +11,7 @@
 //! latencies in fixed buckets.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -35,6 +35,48 @@ pub struct SinkMeasure {
     count_bytes: bool,
     reported: AtomicBool,
     metrics: Option<Metrics>,
+    /// `--policy`: reads the engine's accounting (set by the sink, which
+    /// owns the engine; this layer does not know its types).
+    decisions: OnceLock<Decisions>,
+}
+
+/// Reads (rule, outcome, count) rows of the policy's accounting.
+pub struct Decisions(pub Box<dyn Fn() -> Vec<(String, &'static str, u64)> + Send + Sync>);
+
+impl std::fmt::Debug for Decisions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Decisions")
+    }
+}
+
+/// `rows` as `{"rule": {"outcome": n, ...}, ...}`, rules in order.
+fn decisions_json(rows: &[(String, &'static str, u64)]) -> serde_json::Value {
+    let mut rules = serde_json::Map::new();
+    for (rule, outcome, n) in rows {
+        let entry = rules
+            .entry(rule.clone())
+            .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+        if let serde_json::Value::Object(m) = entry {
+            m.insert((*outcome).to_owned(), (*n).into());
+        }
+    }
+    serde_json::Value::Object(rules)
+}
+
+/// ` policy OUTCOME=N ...` totals over all rules, for `--stats` lines.
+fn decisions_line(rows: &[(String, &'static str, u64)]) -> String {
+    let mut totals: Vec<(&'static str, u64)> = Vec::new();
+    for (_, outcome, n) in rows {
+        match totals.iter_mut().find(|(o, _)| o == outcome) {
+            Some((_, t)) => *t += n,
+            None => totals.push((outcome, *n)),
+        }
+    }
+    let mut line = String::from(" policy");
+    for (outcome, n) in totals {
+        line.push_str(&format!(" {outcome}={n}"));
+    }
+    line
 }
 
 /// What only `--metrics` needs.
@@ -74,6 +116,7 @@ impl SinkMeasure {
             opts: opts.clone(),
             reported: AtomicBool::new(false),
             metrics,
+            decisions: OnceLock::new(),
         }))
     }
 
@@ -120,6 +163,34 @@ impl SinkMeasure {
             .map(|_| Box::new(HeaderScanner::new()))
     }
 
+    /// `--policy`: where the `--stats` lines, `--json`, the report and
+    /// `/metrics` read the policy's accounting.
+    pub fn set_decisions(&self, read: Decisions) {
+        let _ = self.decisions.set(read);
+    }
+
+    /// The `--json` document with the policy's accounting as `"policy"`.
+    fn with_decisions(&self, json: String) -> String {
+        if self.decisions.get().is_none() {
+            return json;
+        }
+        let Ok(serde_json::Value::Object(mut doc)) = serde_json::from_str(&json) else {
+            return json;
+        };
+        doc.insert("policy".into(), decisions_json(&self.decision_rows()));
+        let mut text =
+            serde_json::to_string_pretty(&serde_json::Value::Object(doc)).unwrap_or(json);
+        text.push('\n');
+        text
+    }
+
+    fn decision_rows(&self) -> Vec<(String, &'static str, u64)> {
+        self.decisions
+            .get()
+            .map(|read| (read.0)())
+            .unwrap_or_default()
+    }
+
     /// A session started.
     pub fn session_started(&self) {
         self.stats.session_started();
@@ -161,9 +232,10 @@ impl SinkMeasure {
 
     /// Start the `--stats` lines; they stop when the returned guard is
     /// dropped.
-    pub fn spawn_stats(&self) -> Option<StatsTask> {
+    pub fn spawn_stats(self: &Arc<Self>) -> Option<StatsTask> {
         let every = self.opts.stats?;
         let counters = Arc::clone(&self.stats);
+        let me = Arc::clone(self);
         Some(StatsTask(tokio::spawn(async move {
             let start = Instant::now();
             let mut tick = tokio::time::interval_at(start + every, every);
@@ -173,7 +245,11 @@ impl SinkMeasure {
             loop {
                 let now = tick.tick().await;
                 let snap = counters.snapshot();
-                diag::info(&stats::line(now - prev_t, &prev, &snap));
+                let mut line = stats::line(now - prev_t, &prev, &snap);
+                if me.decisions.get().is_some() {
+                    line.push_str(&decisions_line(&me.decision_rows()));
+                }
+                diag::info(&line);
                 prev = snap;
                 prev_t = now;
             }
@@ -198,7 +274,13 @@ impl SinkMeasure {
             return Ok(());
         }
         let (text, json) = match tracker.lock() {
-            Ok(t) => (t.render(), self.opts.json.as_ref().map(|_| t.to_json())),
+            Ok(t) => (
+                t.render(),
+                self.opts
+                    .json
+                    .as_ref()
+                    .map(|_| self.with_decisions(t.to_json())),
+            ),
             Err(_) => return Ok(()),
         };
         print_stderr(&text);
@@ -225,6 +307,7 @@ impl SinkReadout for SinkMeasure {
                 .tracker
                 .as_ref()
                 .and_then(|t| Some(t.lock().ok()?.readings())),
+            policy: self.decision_rows(),
         }
     }
 

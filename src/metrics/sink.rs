@@ -89,6 +89,9 @@ pub struct SinkReadings {
     pub dumps: u64,
     /// With `--track`.
     pub tracking: Option<TrackReadings>,
+    /// With `--policy`: (rule, outcome, count); bounded by the policy's
+    /// rule cap times its six outcomes.
+    pub policy: Vec<(String, &'static str, u64)>,
 }
 
 /// `--track` values at one scrape (sums over all runs).
@@ -161,6 +164,16 @@ impl<T: SinkReadout> Collector for SinkCollector<T> {
         )?;
         if let Some(t) = &r.tracking {
             encode_tracking(e, t)?;
+        }
+        if !r.policy.is_empty() {
+            counters(
+                e,
+                "smtpsink_policy_decisions",
+                "--policy decisions, by rule and outcome.",
+                r.policy.iter().map(|(rule, outcome, n)| {
+                    ([("rule", rule.as_str()), ("outcome", *outcome)], *n)
+                }),
+            )?;
         }
         Ok(())
     }
@@ -259,6 +272,7 @@ mod tests {
                 gaps: 2,
                 latency,
             }),
+            policy: vec![("gmail".into(), "deferred", 3)],
         };
         let text = scrape(readings.clone(), replies);
         for line in [
@@ -269,6 +283,7 @@ mod tests {
             "smtpsink_received_bytes_total 1234\n",
             "smtpsink_replies_total{command=\"mail\",class=\"2xx\"} 1\n",
             "smtpsink_dumps_written_total 1\n",
+            "smtpsink_policy_decisions_total{rule=\"gmail\",outcome=\"deferred\"} 3\n",
             "smtpsink_tracked_received_total 6\n",
             "smtpsink_tracked_duplicates_total 1\n",
             "smtpsink_tracked_gaps 2\n",

@@ -254,6 +254,8 @@ pub struct SinkConfig {
     pub lmtp: bool,
     /// `-m`: maximum simultaneous sessions.
     pub max_sessions: usize,
+    /// `--threads`: event loops the sessions are spread over.
+    pub threads: u32,
     /// `-M`: exit 0 after this many messages.
     pub message_quit: Option<u64>,
     /// `-n`: exit 0 after this many QUIT sessions (works without `-c`, S3).
@@ -291,6 +293,11 @@ pub struct SinkConfig {
     pub chunking: bool,
     /// `--smtputf8`: announce SMTPUTF8; dumps keep UTF-8 arguments.
     pub smtputf8: bool,
+    /// `--policy FILE`: the policy file, read and checked by
+    /// [`Server::bind`](super::Server::bind) before binding.
+    pub policy: Option<PathBuf>,
+    /// `--seed N`: fixes the policy's random choices (default: random).
+    pub seed: Option<u64>,
     /// The measurement long options; all off by default.
     pub measure: SinkOptions,
 }
@@ -316,6 +323,7 @@ impl Default for SinkConfig {
             read_hold: None,
             lmtp: false,
             max_sessions: 256,
+            threads: 1,
             message_quit: None,
             quit_count: None,
             announce_dsn: true,
@@ -333,6 +341,8 @@ impl Default for SinkConfig {
             auth: None,
             chunking: false,
             smtputf8: false,
+            policy: None,
+            seed: None,
             measure: SinkOptions::default(),
         }
     }
@@ -486,9 +496,10 @@ const fn long(name: &'static str, value: Option<&'static str>, help: &'static st
     LongOpt { name, value, help }
 }
 
-/// Long options (TLS, AUTH, CHUNKING, SMTPUTF8); none of them exists in Postfix, so without
+/// Long options (TLS, AUTH, CHUNKING, SMTPUTF8, policy); none of them exists in Postfix, so without
 /// them every byte stays Postfix's.
 const LONGS: &[LongOpt] = &[
+    crate::workers::THREADS_OPT,
     long(
         "tls-cert",
         Some("FILE"),
@@ -533,6 +544,16 @@ const LONGS: &[LongOpt] = &[
         "smtputf8",
         None,
         "Announce SMTPUTF8 (RFC 6531); dumps keep UTF-8",
+    ),
+    long(
+        "policy",
+        Some("FILE"),
+        "Defer, bounce, rate-limit, greylist and tarpit by the rules of this TOML file",
+    ),
+    long(
+        "seed",
+        Some("N"),
+        "Seed of the --policy random choices (same seed and input: same replies)",
     ),
 ];
 
@@ -766,8 +787,9 @@ impl SinkConfig {
             let v = opt.bytes();
             match opt.key {
                 Key::Short(letter) => c.short_option(letter, opt, ext, &mut dumps)?,
+                Key::Long("threads") => c.threads = crate::workers::parse_threads(v)?,
                 Key::Long(name) => {
-                    if !c.measure.apply(name, v)? {
+                    if !c.measure.apply(name, v)? && !c.policy_option(name, v)? {
                         c.long_option(name, v, &mut tls);
                     }
                 }
@@ -777,7 +799,29 @@ impl SinkConfig {
         c.operands(operands)?;
         c.dump = dumps.check()?;
         c.tls = tls.check()?;
+        if c.seed.is_some() && c.policy.is_none() {
+            return Err(Error::fatal("--seed requires --policy"));
+        }
         Ok(c)
+    }
+
+    /// `--policy`/`--seed`; false for any other option.
+    fn policy_option(&mut self, name: &str, v: &[u8]) -> Result<bool> {
+        match name {
+            "policy" => self.policy = Some(PathBuf::from(std::ffi::OsStr::from_bytes(v))),
+            "seed" => {
+                let seed = std::str::from_utf8(v)
+                    .ok()
+                    .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|t| t.parse().ok())
+                    .ok_or_else(|| {
+                        Error::fatal(format!("bad --seed value: {}", diag::sanitize(v)))
+                    })?;
+                self.seed = Some(seed);
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
     }
 
     /// One short option, in command-line order.

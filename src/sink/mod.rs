@@ -42,12 +42,14 @@ use std::time::Duration;
 
 use std::future::Future;
 
+use tokio::runtime::Handle;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::diag::{self, errno_text, Error, Result};
 use crate::endpoint::{self, Endpoint, Family};
 use crate::measure::sink_side::SinkMeasure;
+use crate::workers::Loops;
 use dump::ClientAddr;
 use net::{Accepted, Listener, StdListener};
 use session::{Counters, Event, Shared};
@@ -62,6 +64,7 @@ pub struct Server {
     listener: StdListener,
     local_addr: Option<SocketAddr>,
     measure: Option<Arc<SinkMeasure>>,
+    policy: Option<Arc<policy::PolicyEngine>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -114,6 +117,8 @@ impl Server {
     /// `-u`, create the listener, switch user (and chroot), open syslog.
     /// Synchronous; may be called inside or outside a tokio runtime.
     pub fn bind(config: SinkConfig) -> Result<Server> {
+        // A bad policy file is one fatal line, before anything is bound.
+        let policy = session::load_policy(&config)?;
         net::raise_nofile_limit();
         // Certificates are read (or made) first: a bad file is reported
         // like any other option error, and before privileges are dropped.
@@ -147,6 +152,7 @@ impl Server {
         }
         Ok(Server {
             measure: measure.map(Arc::new),
+            policy,
             config,
             tls,
             listener,
@@ -188,8 +194,11 @@ impl Server {
             timeout: Duration::from_secs(u64::from(self.config.timeout)),
             tls: self.tls,
             measure: self.measure,
+            policy: self.policy,
+            epoch: tokio::time::Instant::now(),
             config: self.config,
         });
+        shared.share_policy_accounting();
         let _stats = shared.measure.as_ref().and_then(|m| m.spawn_stats());
         let _metrics = match &shared.measure {
             Some(m) => m.serve_metrics()?,
@@ -206,6 +215,7 @@ impl Server {
         tokio::select! {
             result = serve(&shared, &listener, rx) => ended(&shared, result).map(|()| None),
             value = shutdown => {
+                shared.report_policy();
                 if let Some(m) = &shared.measure {
                     if let Err(e) = m.finish() {
                         diag::report(&e, &usage());
@@ -226,6 +236,10 @@ async fn serve(
 ) -> Result<()> {
     let limit = shared.config.max_sessions.clamp(1, Semaphore::MAX_PERMITS);
     let slots = Arc::new(Semaphore::new(limit));
+    // --threads: this loop accepts and hands each session to the next loop
+    // in turn; -m's slots, the -c counters and the exit events stay shared.
+    let loops = Loops::start(shared.config.threads)?;
+    let mut next = 0usize;
     let mut tasks = JoinSet::new();
     let mut permit = None;
     loop {
@@ -243,7 +257,11 @@ async fn serve(
             ev = rx.recv() => return outcome(ev),
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok(stream) => spawn_session(&mut tasks, shared.clone(), stream, permit.take()),
+                Ok(stream) => {
+                    let on = loops.handle(next);
+                    next = next.wrapping_add(1);
+                    spawn_session(&mut tasks, on, shared.clone(), stream, permit.take());
+                }
                 // A client that reset before we accepted it: nothing to do.
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => {}
                 Err(e) => {
@@ -259,6 +277,7 @@ async fn serve(
 /// session task, which holds its `-m` slot until it ends.
 fn spawn_session(
     tasks: &mut JoinSet<()>,
+    on: Option<&Handle>,
     shared: Arc<Shared>,
     stream: Accepted,
     slot: Option<OwnedSemaphorePermit>,
@@ -276,26 +295,55 @@ fn spawn_session(
                 };
                 diag::info(&format!("connect ({af} {})", client.addr));
             }
-            tasks.spawn(async move {
-                session::run(shared, stream, client).await;
-                drop(slot);
-            });
+            spawn_on(tasks, on, shared, stream, client, slot);
         }
         Accepted::Unix(stream) => {
             if verbose {
                 diag::info("connect (AF_LOCAL local)");
             }
             let client = client_addr(None, family);
-            tasks.spawn(async move {
-                session::run(shared, stream, client).await;
-                drop(slot);
-            });
+            spawn_on(tasks, on, shared, stream, client, slot);
         }
     }
 }
 
+/// Run one session on loop `on` (`None`: this one). A stream moving to
+/// another loop is taken off this loop's reactor and registered with its
+/// own, so its I/O is driven by the thread that serves it.
+fn spawn_on<S: net::Movable>(
+    tasks: &mut JoinSet<()>,
+    on: Option<&Handle>,
+    shared: Arc<Shared>,
+    stream: S,
+    client: ClientAddr,
+    slot: Option<OwnedSemaphorePermit>,
+) {
+    let Some(handle) = on else {
+        tasks.spawn(async move {
+            session::run(shared, stream, client).await;
+            drop(slot);
+        });
+        return;
+    };
+    let stream = match stream.detach() {
+        Ok(stream) => stream,
+        Err(e) => return diag::warning(&format!("accept connection: {}", errno_text(&e))),
+    };
+    tasks.spawn_on(
+        async move {
+            match S::attach(stream) {
+                Ok(stream) => session::run(shared, stream, client).await,
+                Err(e) => diag::warning(&format!("accept connection: {}", errno_text(&e))),
+            }
+            drop(slot);
+        },
+        handle,
+    );
+}
+
 /// The server's end: with `--track`, print the tracking report first.
 fn ended(shared: &Shared, result: Result<()>) -> Result<()> {
+    shared.report_policy();
     match &shared.measure {
         Some(m) => m.ended(result),
         None => result,

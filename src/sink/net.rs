@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use socket2::{Domain, SockAddr, Socket, Type};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::SinkConfig;
 use crate::diag::{self, errno_text, Error, Result};
@@ -178,6 +179,35 @@ impl Listener {
                 Ok(Accepted::Unix(s))
             }
         }
+    }
+}
+
+/// An accepted stream that can move to another event loop (`--threads`).
+pub(super) trait Movable: AsyncRead + AsyncWrite + Unpin + Send + Sized + 'static {
+    type Std: Send + 'static;
+    /// Take the stream off this loop's reactor.
+    fn detach(self) -> std::io::Result<Self::Std>;
+    /// Register it with the current loop's reactor.
+    fn attach(stream: Self::Std) -> std::io::Result<Self>;
+}
+
+impl Movable for tokio::net::TcpStream {
+    type Std = std::net::TcpStream;
+    fn detach(self) -> std::io::Result<Self::Std> {
+        self.into_std()
+    }
+    fn attach(stream: Self::Std) -> std::io::Result<Self> {
+        tokio::net::TcpStream::from_std(stream)
+    }
+}
+
+impl Movable for tokio::net::UnixStream {
+    type Std = std::os::unix::net::UnixStream;
+    fn detach(self) -> std::io::Result<Self::Std> {
+        self.into_std()
+    }
+    fn attach(stream: Self::Std) -> std::io::Result<Self> {
+        tokio::net::UnixStream::from_std(stream)
     }
 }
 

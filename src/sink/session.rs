@@ -13,7 +13,10 @@
 
 mod auth;
 mod bdat;
+mod policy;
 mod tls;
+
+pub(crate) use policy::load_policy;
 
 pub(crate) use tls::ServerTls;
 
@@ -29,6 +32,7 @@ use tokio::time::{sleep, sleep_until, timeout_at, Instant};
 
 use super::config::{Cmd, Delay, SinkConfig};
 use super::dump::{ClientAddr, Dump, Header};
+use super::policy::{Decision, PolicyEngine, SessionPolicy};
 use super::reply::{self, Replies};
 use super::syslog;
 use crate::conn::Connection;
@@ -93,6 +97,10 @@ pub(crate) struct Shared {
     pub tls: Option<ServerTls>,
     /// Measurements; `None` without a measurement option.
     pub measure: Option<std::sync::Arc<SinkMeasure>>,
+    /// `--policy`: the engine, shared by all sessions.
+    pub policy: Option<std::sync::Arc<PolicyEngine>>,
+    /// The policy's clock starts here.
+    pub epoch: Instant,
 }
 
 /// How a step of the session went.
@@ -202,10 +210,24 @@ struct Session<'a, S> {
     chunks: bdat::BdatState<'a>,
     /// `--track`: finds the tracking headers of the current message.
     track: Option<Box<HeaderScanner>>,
+    /// `--policy` state of this session.
+    policy: Option<SessionPolicy>,
+    /// The greeting was the policy's `554`: only QUIT is served.
+    refused: bool,
+    /// The policy's decision on the message being ended, for [`Self::dot`].
+    end_decision: Option<Decision<'a>>,
+    /// The policy's command deadline runs from here.
+    command_since: Instant,
+    /// The policy's session deadline runs from here.
+    session_since: Instant,
 }
 
 impl<S> Drop for Session<'_, S> {
     fn drop(&mut self) {
+        // The one close path of every session: its connection slot.
+        if let (Some(engine), Some(state)) = (self.shared.policy.as_deref(), self.policy.as_mut()) {
+            engine.on_disconnect(state);
+        }
         // Nothing partial: an unfinished transaction leaves no dump.
         if let Some(dump) = self.dump.take() {
             dump.abort();
@@ -314,6 +336,11 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             sasl: auth::AuthState::default(),
             chunks: bdat::BdatState::default(),
             track: shared.measure.as_ref().and_then(|m| m.scanner()),
+            policy: shared.policy.as_ref().map(|e| e.session()),
+            refused: false,
+            end_decision: None,
+            command_since: Instant::now(),
+            session_since: Instant::now(),
         }
     }
 
@@ -420,7 +447,9 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
 
     /// Wait for more input, honouring `-H` and the `-t` idle timeout.
     async fn wait_input(&mut self) -> Result<(), Flow> {
-        let deadline = Instant::now() + self.shared.timeout;
+        let idle = Instant::now() + self.shared.timeout;
+        let policy = self.policy_deadline().filter(|&p| p < idle);
+        let deadline = policy.unwrap_or(idle);
         if let Some(hold) = self.hold_until.take() {
             if hold >= deadline {
                 sleep_until(deadline).await;
@@ -451,6 +480,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             Ok(Ok(0)) => Err(Flow::Close(CloseKind::Disconnect)),
             Ok(Ok(_)) => Ok(()),
             Ok(Err(_)) => Err(Flow::Close(CloseKind::Quiet)),
+            Err(_) if policy.is_some() => Err(self.deadline_passed()),
             Err(_) => {
                 diag::warning("read timeout");
                 Err(Flow::Close(CloseKind::Quiet))
@@ -530,13 +560,19 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         if self.config().verbose > 0 {
             diag::info(&diag::sanitize(cl.text));
         }
-        let flow = if cl.token.is_empty() {
+        let known = Cmd::lookup(cl.token).filter(|&c| self.enabled(c));
+        let flow = if self.refused && known != Some(Cmd::Quit) {
+            self.reply(known, policy::NO_SERVICE)
+                .await
+                .err()
+                .unwrap_or(Flow::Continue)
+        } else if cl.token.is_empty() {
             self.reply(None, reply::EMPTY_COMMAND)
                 .await
                 .err()
                 .unwrap_or(Flow::Continue)
         } else {
-            match Cmd::lookup(cl.token).filter(|&c| self.enabled(c)) {
+            match known {
                 None => self
                     .reply(None, reply::UNKNOWN_COMMAND)
                     .await
@@ -546,6 +582,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             }
         };
         self.line = line;
+        self.command_since = Instant::now();
         flow
     }
 
@@ -659,8 +696,16 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
 
     /// The greeting.
     async fn connect(&mut self) -> Result<Flow, Flow> {
-        self.reply(Cmd::Connect, &self.shared.replies.greeting)
-            .await?;
+        let client = self.client.addr.parse().ok();
+        let decision = self.decide(|e, s, now| e.on_connect(s, client, now)).await;
+        self.command_since = Instant::now();
+        if let Some(d) = policy::refusal(decision) {
+            // RFC 5321 §3.1: after a 554 greeting only QUIT is served.
+            self.refused = d.reply.is_some_and(|r| r.code() == 554);
+            return self.refuse(Cmd::Connect, d).await;
+        }
+        let greeting = policy::reply_bytes(decision, &self.shared.replies.greeting);
+        self.reply(Cmd::Connect, greeting).await?;
         Ok(Flow::Continue)
     }
 
@@ -669,6 +714,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         self.abort_transaction();
         self.proto = "SMTP";
         self.set_helo(args);
+        self.tell(|e, s| e.on_helo(s, helo_name(args)));
         self.reply(Cmd::Helo, &self.shared.replies.helo).await?;
         Ok(Flow::Continue)
     }
@@ -681,6 +727,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             self.proto = "ESMTP";
         }
         self.set_helo(args);
+        self.tell(|e, s| e.on_helo(s, helo_name(args)));
         let replies = &self.shared.replies;
         let list = if self.conn.stream().is_tls() {
             &replies.ehlo_tls
@@ -701,10 +748,17 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             self.reply(Cmd::Mail, reply::NESTED_MAIL).await?;
             return Ok(Flow::Continue);
         }
+        let decision = self
+            .decide(|e, s, now| e.on_mail(s, address_args(args), now))
+            .await;
+        if let Some(d) = policy::refusal(decision) {
+            return self.refuse(Cmd::Mail, d).await;
+        }
         self.in_tx = true;
         self.rcpts = 0;
         self.chunks.used = false;
-        self.reply(Cmd::Mail, reply::MAIL_OK).await?;
+        self.reply(Cmd::Mail, policy::reply_bytes(decision, reply::MAIL_OK))
+            .await?;
         if let Some(mode) = &self.config().dump {
             let mail_args = dump_text(self.config(), address_args(args));
             let header = Header {
@@ -731,11 +785,18 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             self.reply(Cmd::Rcpt, reply::NEED_MAIL).await?;
             return Ok(Flow::Continue);
         }
+        let decision = self
+            .decide(|e, s, now| e.on_rcpt(s, address_args(args), now))
+            .await;
+        if let Some(d) = policy::refusal(decision) {
+            return self.refuse(Cmd::Rcpt, d).await;
+        }
         self.rcpts += 1;
         if let Some(dump) = &mut self.dump {
             dump.rcpt(&dump_text(&self.shared.config, address_args(args)));
         }
-        self.reply(Cmd::Rcpt, reply::RCPT_OK).await?;
+        self.reply(Cmd::Rcpt, policy::reply_bytes(decision, reply::RCPT_OK))
+            .await?;
         Ok(Flow::Continue)
     }
 
@@ -783,6 +844,9 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
     /// The reply to the end of a message (or to `.` typed as a command),
     /// counted as the reply to `to` (`.`, or BDAT for the last chunk).
     async fn dot(&mut self, to: Cmd) -> Result<Flow, Flow> {
+        if let Some(d) = policy::refusal(self.end_decision.take()) {
+            return self.refuse_message(to, d).await;
+        }
         if self.config().lmtp {
             // RFC 2033 §4.2: one reply per recipient. S9: the count stops
             // at 0.
@@ -799,6 +863,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
     /// RSET: the transaction (and its dump) is dropped.
     async fn rset(&mut self) -> Result<Flow, Flow> {
         self.abort_transaction();
+        self.tell(|e, s| e.on_reset(s));
         self.reply(Cmd::Rset, reply::MAIL_OK).await?;
         Ok(Flow::Continue)
     }
@@ -815,6 +880,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
     async fn end_of_data(&mut self) -> Flow {
         self.mode = Mode::Command;
         self.hold_until = None;
+        self.command_since = Instant::now();
         self.message_done(End::Dot).await
     }
 
@@ -823,6 +889,14 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
     async fn message_done(&mut self, end: End) -> Flow {
         self.in_tx = false;
         self.chunks.used = false;
+        let decision = self.decide(|e, s, now| e.on_message_end(s, now)).await;
+        if policy::refusal(decision).is_some() {
+            // Refused: neither dumped nor counted as received.
+            if let Some(dump) = self.dump.take() {
+                dump.abort();
+            }
+        }
+        self.end_decision = decision;
         let dumped = self.dump.is_some();
         if let Some(mut dump) = self.dump.take() {
             if end == End::LastChunk {
@@ -833,7 +907,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             }
         }
         let shared = self.shared;
-        if let Some(m) = &shared.measure {
+        if let Some(m) = shared.measure.as_ref().filter(|_| !self.refused_message()) {
             m.message(self.track.as_ref().and_then(|t| t.tag()), dumped);
         }
         let mesg = shared.counters.mesg.fetch_add(1, Ordering::Relaxed) + 1;
@@ -854,6 +928,8 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             // `.`'s own fault controls do not apply to a BDAT chunk.
             End::LastChunk => self.dot(Cmd::Bdat).await.unwrap_or_else(|flow| flow),
         };
+        // `-f`/`-r` on `.` answered instead of the policy.
+        self.end_decision = None;
         if quitting {
             // S2: the reply to this message and everything before it are
             // written, then the server exits 0.
@@ -864,6 +940,20 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         }
         flow
     }
+}
+
+/// The host name of a HELO/EHLO/LHLO argument line.
+fn helo_name(args: &[u8]) -> &[u8] {
+    let start = args
+        .iter()
+        .position(|&b| b != b' ' && b != b'\t')
+        .unwrap_or(args.len());
+    let rest = &args[start..];
+    let end = rest
+        .iter()
+        .position(|&b| b == b' ' || b == b'\t')
+        .unwrap_or(rest.len());
+    &rest[..end]
 }
 
 /// How a message ended.
@@ -943,6 +1033,8 @@ mod tests {
             timeout: Duration::from_secs(10),
             tls: None,
             measure: None,
+            policy: None,
+            epoch: Instant::now(),
             config: *config,
         });
         let (ours, mut peer) = tokio::io::duplex(1 << 20);

@@ -17,6 +17,7 @@ use crate::measure::options::{SourceOptions, SOURCE_LONGS};
 use crate::proto::bdat_send;
 use crate::proto::ehlo::Mechanism;
 use crate::proto::hostname;
+use crate::workers;
 
 /// Per-operation I/O limit on an established connection (Postfix's
 /// `smtp-source` uses 300 s; per deviation D2 it also covers the wait for the
@@ -192,6 +193,9 @@ pub struct SourceConfig {
     pub fixed_delay: Option<u32>,
     /// `-s`: parallel sessions (≥ 1).
     pub sessions: u32,
+    /// `--threads`: event loops the sessions are split over (1 ..= the
+    /// sessions this process runs).
+    pub threads: u32,
     /// `-S`: subject.
     pub subject: Option<Vec<u8>>,
     /// `-t`: recipient (`None` = `foo@HOSTNAME`).
@@ -261,6 +265,7 @@ impl SourceConfig {
             random_delay: None,
             fixed_delay: None,
             sessions: 1,
+            threads: 1,
             subject: None,
             recipient: None,
             window: None,
@@ -273,6 +278,10 @@ impl SourceConfig {
         for opt in opts {
             let letter = match opt.key {
                 Key::Short(letter) => letter,
+                Key::Long("threads") => {
+                    c.threads = workers::parse_threads(opt.bytes())?;
+                    continue;
+                }
                 Key::Long(name) => {
                     if !c.measure.apply(name, opt.bytes())? {
                         c.ext.set(name, opt)?;
@@ -358,6 +367,14 @@ impl SourceConfig {
             c.measure.files = operands.to_vec();
             return Ok(c);
         }
+        let sessions = c.measure.session_count(c.sessions);
+        if c.threads > sessions {
+            // Every loop runs at least one session.
+            return Err(Error::fatal(format!(
+                "--threads {} is more than the {sessions} sessions to run",
+                c.threads
+            )));
+        }
         if operands.len() != 1 {
             return Err(Error::Usage);
         }
@@ -369,6 +386,7 @@ impl SourceConfig {
 /// The extension options (issue #7). None has a short form, so a Postfix
 /// command line never reaches them.
 const EXT_LONGS: &[LongOpt] = &[
+    workers::THREADS_OPT,
     LongOpt {
         name: "ehlo",
         value: None,

@@ -25,6 +25,7 @@ use crate::diag::{self, Error, Result};
 use crate::endpoint::{self, Endpoint};
 use crate::measure::source_side as measure;
 use crate::proto::hostname;
+use crate::workers;
 use message::Message;
 use net::Target;
 use shared::Shared;
@@ -132,14 +133,20 @@ async fn run_once(
         None => None,
     };
     // Start the sessions in order; each takes its first message now, so
-    // the pool is checked and decremented in session order.
+    // the pool is checked and decremented in session order. With
+    // --threads, session i runs on loop i mod N (the split is even, at
+    // least one each); every loop draws from the one atomic pool.
+    let loops = workers::Loops::start(shared.config.threads)?;
     let mut tasks = JoinSet::new();
     // A shard (--shard) runs its part of the -s sessions.
     let sessions = shared.config.measure.session_count(shared.config.sessions);
     for index in 0..sessions {
         let first = shared.take_message();
         let session = session::Session::new(Arc::clone(&shared), index);
-        tasks.spawn(session.run(first));
+        match loops.handle(index as usize) {
+            Some(handle) => tasks.spawn_on(session.run(first), handle),
+            None => tasks.spawn(session.run(first)),
+        };
     }
     let progress = shared.measure.as_ref().and_then(|m| m.spawn_progress());
     tokio::pin!(shutdown);
@@ -155,9 +162,11 @@ async fn run_once(
             Some(Err(e)) => break Err(Error::fatal(format!("session task failed: {e}"))),
         }
     };
+    // Every session's task is gone (and its recorder handed over) before
+    // the measurements finish; then the extra loops stop.
+    tasks.shutdown().await;
+    drop(loops);
     if let Some(m) = &shared.measure {
-        // Every session's recorder is handed over when its task is gone.
-        tasks.shutdown().await;
         if let Some(p) = progress {
             p.stop();
         }

@@ -11,4 +11,5 @@ mod mta;
 mod shard;
 mod sink;
 mod source;
+mod threads;
 mod timeline;

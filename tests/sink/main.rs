@@ -12,6 +12,8 @@ mod cli;
 mod counters;
 mod dump;
 mod options;
+mod policy;
 mod protocol;
+mod relay;
 mod syslog;
 mod tls;

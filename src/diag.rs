@@ -6,7 +6,7 @@
 //!
 //! Exit codes (both tools): 0 success, 1 any fatal error (usage, bad option,
 //! start-up failure, protocol failure). Unlike Postfix we do not sleep one
-//! second before a fatal exit (spec deviations D1/S1).
+//! second before a fatal exit (deviations D1/S1, docs/deviations.md).
 
 use std::fmt;
 use std::io::Write;

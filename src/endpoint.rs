@@ -1,8 +1,8 @@
 //! Endpoints as both tools take them: `unix:PATH`, `[inet:]host:port`,
 //! `[host]:port`, `[IPv6:addr]:port`, service names, and `-4`/`-6`.
 //!
-//! Parsing follows Postfix's `host_port()` (smtp-source spec section 3,
-//! smtp-sink spec section 4) including its error texts; the two tools differ
+//! Parsing follows Postfix's `host_port()` (docs/smtp-source.md §3,
+//! docs/smtp-sink.md §4) including its error texts; the two tools differ
 //! only in their defaults: smtp-source has a default *service* (`smtp`) and
 //! no default host, smtp-sink a default (wildcard) *host* and no default
 //! service, which is why a bare `localhost` is a port name to the sink.

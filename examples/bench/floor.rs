@@ -9,7 +9,7 @@
 //!   one `memmem` scan for CRLF `.` CRLF: no SMTP parsing. Replies to all
 //!   lines of one read go out in one write.
 //! * [`run_client`]: one current-thread runtime on its own OS thread, `-s`
-//!   tasks sharing the `-m` counter as smtp-source does (spec section 4),
+//!   tasks sharing the `-m` counter as smtp-source does (docs/smtp-source.md §4),
 //!   writing the same bytes (same commands, same headers and body) in the
 //!   same round trips: lock-step, or the pipelined groups of our source's
 //!   `--pipelining` (RFC 2920), over STARTTLS for the TLS workloads.
@@ -318,7 +318,7 @@ pub struct Script {
     rcpt: Vec<u8>,
     /// `MAIL … RCPT … DATA`, the pipelined group.
     group: Vec<u8>,
-    /// The headers up to the Message-Id's first field (spec 7.1).
+    /// The headers up to the Message-Id's first field (docs/smtp-source.md §7.1).
     header_head: Vec<u8>,
     /// `@host>` CRLF CRLF: the rest after the Message-Id's fields.
     header_tail: Vec<u8>,
@@ -426,7 +426,7 @@ fn thread_cpu() -> (f64, f64) {
 struct Shared {
     addr: SocketAddr,
     script: Arc<Script>,
-    /// smtp-source's `remaining` (spec 4): decremented by every take.
+    /// smtp-source's `remaining` (docs/smtp-source.md §4): decremented by every take.
     remaining: AtomicI64,
     sent: AtomicU64,
     tls: Option<(TlsConnector, ServerName<'static>)>,
@@ -538,7 +538,7 @@ impl Conn {
         use std::os::fd::AsRawFd;
         let tcp = TcpStream::connect(sh.addr).await?;
         tcp.set_nodelay(true)?;
-        // As smtp-source (spec 5): close with RST.
+        // As smtp-source (docs/smtp-source.md §5): close with RST.
         socket2::SockRef::from(&tcp).set_linger(Some(Duration::ZERO))?;
         let mut c = Conn {
             fd: tcp.as_raw_fd(),
@@ -566,7 +566,7 @@ impl Conn {
 
     /// Render the headers of the message just taken (into `next` for a
     /// chained group), as our source does when a message starts: the
-    /// Message-Id shows the `-m` counter of that moment (spec 7.1).
+    /// Message-Id shows the `-m` counter of that moment (docs/smtp-source.md §7.1).
     fn render(&mut self, sh: &Shared, next: bool) -> io::Result<()> {
         use std::io::Write as _;
         let s = &sh.script;

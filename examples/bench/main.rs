@@ -1,5 +1,4 @@
-//! Side-by-side benchmark of our `smtp-source`/`smtp-sink` and Postfix's
-//! (issue #5).
+//! Side-by-side benchmark of our `smtp-source`/`smtp-sink` and Postfix's.
 //!
 //! ```text
 //! cargo run --release --example bench -- [--rounds N] [--workload NAME…] [--cells CELL…]

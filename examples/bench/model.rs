@@ -104,7 +104,7 @@ pub struct Workload {
     pub kind: Kind,
     /// Extra sink options (before the endpoint operands).
     pub sink_max_sessions: Option<u64>,
-    /// smtpstone extension options added to the source (issue #7 workloads).
+    /// smtpstone extension options added to the source (the extension workloads).
     pub source_extra: &'static [&'static str],
     /// smtpstone extension options added to the sink.
     pub sink_extra: &'static [&'static str],
@@ -114,7 +114,7 @@ pub struct Workload {
 
 const NONE: &[&str] = &[];
 
-/// Every workload, in report order. Sizes are those of issue #5.
+/// Every workload, in report order. Sizes are those the benchmark brief set.
 pub const WORKLOADS: [Workload; 9] = [
     Workload {
         name: "conn",
@@ -826,7 +826,7 @@ impl fmt::Display for Target {
     }
 }
 
-/// Targets of issue #5 for ratio rows.
+/// Targets for the ratio rows (bench/README.md).
 pub fn ratio_target(workload: &str, kind: RatioKind) -> Option<Target> {
     use RatioKind::*;
     match (workload, kind) {
@@ -856,7 +856,7 @@ pub fn workload_cells(w: &Workload) -> Vec<Cell> {
 }
 
 /// An extension workload (ours → ours) compared with a cell of a base
-/// workload run in the same round (issue #7 targets).
+/// workload run in the same round (the extension targets).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct CrossRatio {
     pub workload: &'static str,

@@ -1,7 +1,7 @@
 //! Differential fuzzing of the sink's command-line reader (with command
 //! splitting) and DATA scanner:
 //! the memchr-based implementations, fed the input in fuzzer-chosen pieces,
-//! must agree with a per-byte reference of Postfix's rules (smtp-sink spec
+//! must agree with a per-byte reference of Postfix's rules (docs/smtp-sink.md
 //! §8.1 and §10/§16.4) and must never panic.
 #![no_main]
 
@@ -68,7 +68,7 @@ fn fast_lines(chunks: &[&[u8]]) -> (Vec<Vec<u8>>, bool) {
     (lines, false)
 }
 
-/// DATA per byte (§10 state machine, §16.4 dump rule): the end offset and
+/// DATA per byte (docs/smtp-sink.md §10 state machine, §16.4 dump rule): the end offset and
 /// the dump bytes.
 fn reference_data(data: &[u8]) -> (Option<usize>, Vec<u8>) {
     const END: &[u8] = b"\r\n.\r\n";

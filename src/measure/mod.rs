@@ -1,4 +1,4 @@
-//! Measurements a load tool owes its users (issue #6), all behind long
+//! Measurements a load tool owes its users, all behind long
 //! options so that a Postfix command line behaves exactly as before:
 //!
 //! * [`recorder`]: per-session phase latencies (HdrHistogram) and reply-code

@@ -101,7 +101,7 @@ impl Chunk {
 }
 
 /// The dump form of chunk content: every CR removed, as for DATA (smtp-sink
-/// spec §16.4: CR LF becomes LF, bare CRs vanish), but no dot-unstuffing
+/// docs/smtp-sink.md §16.4: CR LF becomes LF, bare CRs vanish), but no dot-unstuffing
 /// since BDAT content is not dot-stuffed. Whole CR-free runs are passed to
 /// `out` (memchr jumps, no per-byte calls).
 ///

@@ -1,5 +1,5 @@
 //! DATA content as smtp-sink reads it: end-of-data detection and the dump
-//! transformation (spec smtp-sink §10 and §16.4).
+//! transformation (docs/smtp-sink.md §10 and §16.4).
 //!
 //! The reference reads DATA with a per-byte state machine
 //! (ANY, CR, CRLF, DOT, DOTCR; initial state CRLF). Its state after a byte is
@@ -61,7 +61,7 @@ const DOT: u8 = 3;
 const DOTCR: u8 = 4;
 const END: u8 = 5;
 
-/// One step of the reference state machine (§10 table).
+/// One step of the reference state machine (docs/smtp-sink.md §10 table).
 fn step(state: u8, byte: u8) -> u8 {
     let expected = END_OF_DATA[state as usize];
     if byte == expected {
@@ -216,8 +216,8 @@ mod tests {
         }
     }
 
-    /// Trivially correct reference: the §10 machine one byte at a time, with
-    /// the §16.4 rule applied to each byte.
+    /// Trivially correct reference: the docs/smtp-sink.md §10 machine one byte at a time, with
+    /// the docs/smtp-sink.md §16.4 rule applied to each byte.
     fn reference(input: &[u8]) -> (Option<usize>, Vec<u8>) {
         let mut state = CRLF;
         let mut dump = Vec::new();

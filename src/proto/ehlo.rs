@@ -38,7 +38,7 @@ pub struct Capabilities {
     /// `8BITMIME` (RFC 6152).
     pub eightbitmime: bool,
     /// `SIZE [n]` (RFC 1870): `Some(None)` when advertised without a limit
-    /// (no parameter, or `0`, which §4 defines as "no fixed maximum").
+    /// (no parameter, or `0`, which RFC 1870 §4 defines as "no fixed maximum").
     pub size: Option<Option<u64>>,
 }
 

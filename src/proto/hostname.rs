@@ -4,9 +4,9 @@
 //!
 //! These are deliberately *not* RFC-pure validators: they reproduce Postfix's
 //! rules and its first-failure warning text byte for byte, because the tools
-//! print that warning before `fatal: bad hostname: …` (smtp-source spec 2.2)
+//! print that warning before `fatal: bad hostname: …` (docs/smtp-source.md §2.2)
 //! and the endpoint parser uses the same rules to accept or reject a host
-//! (smtp-source spec 3). Every `Err` holds the warning text that follows
+//! (docs/smtp-source.md §3). Every `Err` holds the warning text that follows
 //! `PROG: warning: `.
 //!
 //! The input is a C string in Postfix; argv cannot hold NUL, so a NUL byte

@@ -7,7 +7,7 @@
 //! beyond [`LINE_BUFFER_LIMIT`] bytes (bounded work and memory whatever the
 //! peer sends).
 //!
-//! Rules (spec smtp-sink §8.1):
+//! Rules (docs/smtp-sink.md §8.1):
 //! * a line ends only at the byte pair CR LF (RFC 5321 §2.3.8); a bare CR or
 //!   bare LF is an ordinary byte;
 //! * a NUL byte ends the line content for parsing ([`split_command`]);
@@ -78,7 +78,7 @@ impl LineReader {
     }
 }
 
-/// A command line split the way smtp-sink splits it (§8.2).
+/// A command line split the way smtp-sink splits it (docs/smtp-sink.md §8.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CommandLine<'a> {
     /// The line without its CR LF, cut at the first NUL.

@@ -5,7 +5,7 @@
 //! for each stage, the diagnostic text of a rejection and whether a
 //! 421/521 reply closes the connection under `-A` are data
 //! ([`Stage::rule`]), the same table smtp-source applies one command at a
-//! time (spec 6.2) extended with the ESMTP stages.
+//! time (docs/smtp-source.md §6.2) extended with the ESMTP stages.
 //!
 //! With PIPELINING the client writes a whole group (`[RSET] MAIL RCPT…
 //! DATA`, or BDAT chunks instead of DATA, possibly behind the previous
@@ -73,7 +73,7 @@ pub enum Success {
     Any,
 }
 
-/// The per-stage reply rule (spec 6.2, plus the ESMTP stages).
+/// The per-stage reply rule (docs/smtp-source.md §6.2, plus the ESMTP stages).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rule {
     /// Which replies succeed.
@@ -164,7 +164,7 @@ pub enum Next {
     /// DATA got 354 but nothing can be delivered (MAIL rejected or no
     /// recipient accepted): send a lone `.` (RFC 2920 §3.1).
     AbortDot,
-    /// The transaction failed: RSET (spec 6.2 under `-A`).
+    /// The transaction failed: RSET (docs/smtp-source.md §6.2 under `-A`).
     Rset,
     /// BDAT LAST was answered: the message is done (judged already).
     Finished,

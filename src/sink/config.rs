@@ -1,6 +1,6 @@
 //! smtp-sink options: the raw ordered argv list, checked once into a
 //! [`SinkConfig`]. This module owns every option validation message
-//! (spec smtp-sink §1–§3).
+//! (docs/smtp-sink.md §1–§3).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -167,7 +167,7 @@ pub struct AuthOptions {
     pub required: bool,
 }
 
-/// A reply delay from `-w` / `-W cmd:delay[:odds]` (spec §12.1).
+/// A reply delay from `-w` / `-W cmd:delay[:odds]` (docs/smtp-sink.md §12.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Delay {
     /// Seconds per unit of delay.
@@ -177,7 +177,7 @@ pub struct Delay {
     pub odds: u32,
 }
 
-/// Failure injection and logging flags of one command (spec §11).
+/// Failure injection and logging flags of one command (docs/smtp-sink.md §11).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CmdFlags {
     /// `-s`: syslog the command.
@@ -194,7 +194,7 @@ pub struct CmdFlags {
     pub delay: Option<Delay>,
 }
 
-/// How transactions are dumped (`-d` / `-D`, spec §16).
+/// How transactions are dumped (`-d` / `-D`, docs/smtp-sink.md §16).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DumpMode {
     /// `-d`: one file per transaction, named from the template plus 8 hex digits.
@@ -218,7 +218,7 @@ impl DumpMode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SinkConfig {
     /// The endpoint operand as given (`[inet:][host]:port` or `unix:PATH`);
-    /// parsed and resolved when binding, after the root check (§3).
+    /// parsed and resolved when binding, after the root check (docs/smtp-sink.md §3).
     pub endpoint: Vec<u8>,
     /// listen(2) backlog (> 0).
     pub backlog: i32,
@@ -258,7 +258,7 @@ pub struct SinkConfig {
     pub threads: u32,
     /// `-M`: exit 0 after this many messages.
     pub message_quit: Option<u64>,
-    /// `-n`: exit 0 after this many QUIT sessions (works without `-c`, S3).
+    /// `-n`: exit 0 after this many QUIT sessions (works without `-c`, deviation S3, docs/deviations.md).
     pub quit_count: Option<u64>,
     /// Announce `DSN` (cleared by `-N`).
     pub announce_dsn: bool,
@@ -353,7 +353,7 @@ pub const DEFAULT_SOFT_REPLY: &str = "450 4.3.0 Error: command failed";
 /// Default `-B` reply.
 pub const DEFAULT_HARD_REPLY: &str = "500 5.3.0 Error: command failed";
 
-/// The usage text after `usage: ` (spec §1), with PROG as invoked.
+/// The usage text after `usage: ` (docs/smtp-sink.md §1), with PROG as invoked.
 pub fn usage() -> String {
     format!(
         "{prog} [-468acCeEFLpPv] [-A abort_delay] [-b soft_bounce_reply] \
@@ -649,7 +649,7 @@ fn parse_delay(value: &[u8], ext: Extensions) -> Result<(Cmd, Delay)> {
     ))
 }
 
-/// Expand the C escapes of `-S` (spec §16.3); a NUL ends the string.
+/// Expand the C escapes of `-S` (docs/smtp-sink.md §16.3); a NUL ends the string.
 pub fn unescape(value: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(value.len());
     let mut i = 0;
@@ -709,7 +709,7 @@ impl DumpArgs {
             (None, Some(t)) => DumpMode::Shared(t),
             (None, None) => return Ok(None),
         };
-        // Deviation S6: Postfix loops forever on an empty template.
+        // Deviation S6 (docs/deviations.md): Postfix loops forever on an empty template.
         if dump.template().is_empty() {
             return Err(Error::fatal("empty dump template"));
         }
@@ -770,7 +770,7 @@ impl SinkConfig {
         }
     }
 
-    /// Check the ordered options and the operands (spec §2, §3 steps 1–3).
+    /// Check the ordered options and the operands (docs/smtp-sink.md §2, §3 steps 1–3).
     pub fn from_opts(opts: &[Occurrence], operands: &[OsString]) -> Result<SinkConfig> {
         let mut c = SinkConfig::default();
         let mut dumps = DumpArgs::default();

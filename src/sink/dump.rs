@@ -1,4 +1,4 @@
-//! `-d` / `-D` dump files (spec §16): complete or absent.
+//! `-d` / `-D` dump files (docs/smtp-sink.md §16): complete or absent.
 //!
 //! A transaction's dump is streamed to disk through a buffered writer from
 //! the accepted MAIL on. `-d` writes straight into its final, exclusively
@@ -25,7 +25,7 @@ use super::config::DumpMode;
 use crate::diag::{errno_text, show_path};
 use crate::proto::date;
 
-/// Mode of dump files (Postfix 3.12 forces it regardless of umask, S8).
+/// Mode of dump files (Postfix 3.12 forces it regardless of umask, deviation S8, docs/deviations.md).
 const FILE_MODE: u32 = 0o644;
 /// Mode of directories created for dump files.
 const DIR_MODE: u32 = 0o755;
@@ -36,7 +36,7 @@ const MAX_NAME_TRIES: usize = 100;
 const DUMP_BUFFER: usize = 32 * 1024;
 
 /// Whether the process umask would strip bits of 0644 (then created dump
-/// files get an explicit chmod, S8). Read once.
+/// files get an explicit chmod, deviation S8, docs/deviations.md). Read once.
 fn umask_strips() -> bool {
     static STRIPS: OnceLock<bool> = OnceLock::new();
     *STRIPS.get_or_init(|| process_umask() & FILE_MODE != 0)
@@ -93,7 +93,7 @@ fn force_mode(file: &File) {
 }
 
 /// Exclusively create `prefix` + 8 random hex digits (31-bit id, OS-seeded
-/// generator: deviation S7).
+/// generator: deviation S7, docs/deviations.md).
 fn create_unique(prefix: &[u8]) -> Result<(File, PathBuf, u32), String> {
     let mut rng = rand::thread_rng();
     let mut made_dirs = false;
@@ -162,7 +162,7 @@ pub(crate) struct Dump {
 
 impl Dump {
     /// Open the dump at an accepted MAIL at time `now` and write the
-    /// MAIL-time header lines (§16.1, §16.2).
+    /// MAIL-time header lines (docs/smtp-sink.md §16.1, §16.2).
     pub fn begin(mode: &DumpMode, now: i64, header: &Header<'_>) -> Result<Dump, String> {
         let expanded = date::strftime_local(mode.template(), now);
         let (file, path, id) = create_unique(&expanded)?;
@@ -197,7 +197,7 @@ impl Dump {
             head.extend_from_slice(helo);
             head.push(b'\n');
         }
-        // Issue #7: only after a successful AUTH, which needs --auth.
+        // Only after a successful AUTH, which needs --auth.
         if let Some(user) = header.auth_user {
             head.extend_from_slice(b"X-Auth-User: ");
             head.extend_from_slice(user);
@@ -322,7 +322,7 @@ fn append(temp: &mut File, temp_path: &Path, shared: &Path) -> Result<(), String
     let mut target =
         result.map_err(|e| format!("open {}: {}", show_path(shared), errno_text(&e)))?;
     if target.metadata().is_ok_and(|m| m.len() == 0) {
-        force_mode(&target); // newly created: exactly 0644 (S8)
+        force_mode(&target); // newly created: exactly 0644 (deviation S8, docs/deviations.md)
     }
     let mut buf = vec![0u8; DUMP_BUFFER];
     loop {

@@ -1,6 +1,6 @@
 //! smtp-sink: an SMTP/LMTP test server that accepts mail and discards it or
-//! dumps it to files, behaving like Postfix's `smtp-sink` (spec
-//! `smtp-sink.md`).
+//! dumps it to files, behaving like Postfix's `smtp-sink`
+//! (docs/smtp-sink.md).
 //!
 //! Library use:
 //!
@@ -75,7 +75,7 @@ impl std::fmt::Debug for Server {
     }
 }
 
-/// How a peer is shown in dumps and verbose output (spec §5).
+/// How a peer is shown in dumps and verbose output (docs/smtp-sink.md §5).
 fn client_addr(peer: Option<SocketAddr>, family: Family) -> ClientAddr {
     match peer {
         Some(SocketAddr::V4(a)) if family != Family::V6 => ClientAddr {
@@ -113,7 +113,7 @@ fn basename(prog: &str) -> &str {
 }
 
 impl Server {
-    /// Start-up as Postfix does it (spec §3 steps 4–9): refuse root without
+    /// Start-up as Postfix does it (docs/smtp-sink.md §3 steps 4–9): refuse root without
     /// `-u`, create the listener, switch user (and chroot), open syslog.
     /// Synchronous; may be called inside or outside a tokio runtime.
     pub fn bind(config: SinkConfig) -> Result<Server> {

@@ -1,6 +1,6 @@
 //! The sink's sockets and privileges: the TCP or UNIX-domain listener,
 //! accepting clients, the open-file limit, and the switch to the `-u` user
-//! (spec §3 steps 5–7).
+//! (docs/smtp-sink.md §3 steps 5–7).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -112,7 +112,7 @@ pub(super) fn unix_listener(config: &SinkConfig, path: &Path) -> Result<StdListe
     Ok(StdListener::Unix(socket.into()))
 }
 
-/// Switch to the `-u` user, with `-R` chroot (spec §3 step 7).
+/// Switch to the `-u` user, with `-R` chroot (docs/smtp-sink.md §3 step 7).
 pub(super) fn drop_privileges(config: &SinkConfig) -> Result<()> {
     use nix::unistd::{chdir, chroot, initgroups, setgid, setuid, User};
     if config.verbose > 1 {

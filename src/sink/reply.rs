@@ -1,4 +1,4 @@
-//! The sink's reply strings, built once from the configuration (spec §7, §9).
+//! The sink's reply strings, built once from the configuration (docs/smtp-sink.md §7, §9).
 
 use super::config::SinkConfig;
 

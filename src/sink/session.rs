@@ -3,10 +3,10 @@
 //! Replies are queued in the connection's write buffer and written only when
 //! the session has no unprocessed input (nothing complete left in the read
 //! buffer and the socket not readable), so a pipelined batch (RFC 2920 §3.2)
-//! is answered with one write, as Postfix's sink does (spec §18).
+//! is answered with one write, as Postfix's sink does (docs/smtp-sink.md §18).
 //!
 //! Commands are handled strictly in order: a delayed reply (`-W`) holds back
-//! the commands after it (deviation S4), and `-A` stops reading (S5).
+//! the commands after it (deviation S4, docs/deviations.md), and `-A` stops reading (deviation S5, docs/deviations.md).
 //!
 //! STARTTLS, AUTH exchanges and BDAT (only with their long options) live in
 //! [`tls`], [`auth`] and [`bdat`].
@@ -173,7 +173,7 @@ where
     if shared.config.counters {
         counters.print();
     }
-    // Deviation S3: -n works with or without -c.
+    // Deviation S3 (docs/deviations.md): -n works with or without -c.
     if let Some(n) = shared.config.quit_count {
         if counters.quit.load(Ordering::Relaxed) >= n {
             let _ = shared.events.send(Event::Exit);
@@ -192,7 +192,7 @@ struct Session<'a, S> {
     scanner: DataScanner,
     /// A transaction is open (MAIL accepted, not yet ended or aborted).
     in_tx: bool,
-    /// Recipients counted since the last MAIL (never below 0: S9).
+    /// Recipients counted since the last MAIL (never below 0: deviation S9, docs/deviations.md).
     rcpts: u64,
     proto: &'static str,
     /// Sanitised HELO/EHLO/LHLO arguments, kept only when dumping.
@@ -277,7 +277,7 @@ fn done(result: Result<(), Flow>) -> Flow {
 }
 
 /// MAIL/RCPT argument text for dumps: after the first `:`, then all
-/// consecutive `:`, then SPACE/TAB (spec §16.2).
+/// consecutive `:`, then SPACE/TAB (docs/smtp-sink.md §16.2).
 fn address_args(args: &[u8]) -> &[u8] {
     let Some(colon) = args.iter().position(|&b| b == b':') else {
         return b"";
@@ -300,7 +300,7 @@ fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
-/// The total delay of a `-W` reply (spec §12.1).
+/// The total delay of a `-W` reply (docs/smtp-sink.md §12.1).
 fn delay_duration(delay: Delay) -> Duration {
     let units = if delay.odds == 0 {
         1
@@ -359,7 +359,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
     }
 
     /// Queue a reply, then write everything queued if the session has no
-    /// unprocessed input (spec §18: decided when the reply is produced, so
+    /// unprocessed input (docs/smtp-sink.md §18: decided when the reply is produced, so
     /// replies queued while more input was pending wait for a later reply
     /// or the end of the session), or if a lot is queued.
     async fn reply(&mut self, to: impl Into<Option<Cmd>>, bytes: &[u8]) -> Result<(), Flow> {
@@ -553,7 +553,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         }
     }
 
-    /// One complete command line (§8.2).
+    /// One complete command line (docs/smtp-sink.md §8.2).
     async fn command_line(&mut self) -> Flow {
         let line = std::mem::take(&mut self.line);
         let cl = split_command(&line);
@@ -601,7 +601,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         }
     }
 
-    /// Failure injection and delays, then the normal reply (§11).
+    /// Failure injection and delays, then the normal reply (docs/smtp-sink.md §11).
     async fn dispatch(&mut self, cmd: Cmd, token: &[u8], args: &[u8]) -> Flow {
         let flags = *self.config().flags(cmd);
         if flags.syslog {
@@ -630,7 +630,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         if let Some(delay) = flags.delay {
             let pause = delay_duration(delay);
             if !pause.is_zero() {
-                // S4: nothing is read or handled during the delay, and the
+                // Deviation S4 (docs/deviations.md): nothing is read or handled during the delay, and the
                 // idle timer does not run.
                 sleep(pause).await;
             }
@@ -673,7 +673,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         }
     }
 
-    /// The normal reply and state change of `cmd` (§9): one handler each.
+    /// The normal reply and state change of `cmd` (docs/smtp-sink.md §9): one handler each.
     async fn normal(&mut self, cmd: Cmd, args: &[u8]) -> Result<Flow, Flow> {
         match cmd {
             Cmd::Connect => self.connect().await,
@@ -815,7 +815,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         self.mode = Mode::Data;
         self.scanner = DataScanner::new();
         if let Some(secs) = self.config().abort_delay {
-            // S5: stop reading; after the delay 550 and close.
+            // Deviation S5 (docs/deviations.md): stop reading; after the delay 550 and close.
             self.flush().await?;
             sleep(Duration::from_secs(u64::from(secs))).await;
             self.abort_transaction();
@@ -848,7 +848,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             return self.refuse_message(to, d).await;
         }
         if self.config().lmtp {
-            // RFC 2033 §4.2: one reply per recipient. S9: the count stops
+            // RFC 2033 §4.2: one reply per recipient. Deviation S9 (docs/deviations.md): the count stops
             // at 0.
             while self.rcpts > 0 {
                 self.rcpts -= 1;
@@ -876,7 +876,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         Ok(Flow::Close(CloseKind::Disconnect))
     }
 
-    /// The terminating `.` was received (§10, §14).
+    /// The terminating `.` was received (docs/smtp-sink.md §10, §14).
     async fn end_of_data(&mut self) -> Flow {
         self.mode = Mode::Command;
         self.hold_until = None;
@@ -884,7 +884,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         self.message_done(End::Dot).await
     }
 
-    /// A message is complete, by `.` or the LAST BDAT chunk (§10, §14):
+    /// A message is complete, by `.` or the LAST BDAT chunk (docs/smtp-sink.md §10, §14):
     /// the dump, the measurements, the `-c` counters, the reply, then `-M`.
     async fn message_done(&mut self, end: End) -> Flow {
         self.in_tx = false;
@@ -919,8 +919,8 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             End::Dot => {
                 if shared.config.verbose > 0 && !quitting {
                     // The end of data is handled as the command line `.`
-                    // (spec §10), and Postfix logs it like every command
-                    // line (§17), unless `-M` already ended the process.
+                    // (docs/smtp-sink.md §10), and Postfix logs it like every command
+                    // line (docs/smtp-sink.md §17), unless `-M` already ended the process.
                     diag::info(".");
                 }
                 self.dispatch(Cmd::Dot, b".", b"").await
@@ -931,7 +931,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         // `-f`/`-r` on `.` answered instead of the policy.
         self.end_decision = None;
         if quitting {
-            // S2: the reply to this message and everything before it are
+            // Deviation S2 (docs/deviations.md): the reply to this message and everything before it are
             // written, then the server exits 0.
             return match flow {
                 Flow::Fatal(text) => Flow::Fatal(text),
@@ -1014,7 +1014,7 @@ mod tests {
         }
     }
 
-    /// Spec §18: a pipelined batch (RFC 2920) is answered with one write,
+    /// docs/smtp-sink.md §18: a pipelined batch (RFC 2920) is answered with one write,
     /// so no small reply trails a large one.
     #[tokio::test]
     async fn pipelined_batch_is_answered_in_one_write() {

@@ -1,4 +1,4 @@
-//! `-s`: log commands to syslog the way Postfix's sink does (spec §15):
+//! `-s`: log commands to syslog the way Postfix's sink does (docs/smtp-sink.md §15):
 //! `openlog(basename(argv0), LOG_PID, LOG_MAIL)` and
 //! `syslog(LOG_INFO, "%s %.100s", token, args)`.
 

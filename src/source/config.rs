@@ -3,7 +3,7 @@
 //! Options are checked left to right as Postfix does, so order-dependent
 //! conflicts (`-l`/`-F`, `-w`/`-R`) and `-M` validation happen during option
 //! parsing, before the operand count is checked. This module owns every
-//! option-validation message; the exact texts come from the spec (section 2).
+//! option-validation message; the exact texts come from docs/smtp-source.md §2.
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
@@ -20,7 +20,7 @@ use crate::proto::hostname;
 use crate::workers;
 
 /// Per-operation I/O limit on an established connection (Postfix's
-/// `smtp-source` uses 300 s; per deviation D2 it also covers the wait for the
+/// `smtp-source` uses 300 s; per deviation D2 (docs/deviations.md) it also covers the wait for the
 /// first byte of a reply).
 pub const IO_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -210,10 +210,10 @@ pub struct SourceConfig {
     /// Per-operation I/O limit ([`IO_TIMEOUT`]); library users (tests) may
     /// lower it. Not reachable from the command line.
     pub io_timeout: Duration,
-    /// The ESMTP/TLS extension options (issue #7); all off by default, and
+    /// The ESMTP/TLS extension options; all off by default, and
     /// then the session is exactly Postfix's.
     pub ext: Extensions,
-    /// The measurement long options (issue #6); all off by default.
+    /// The measurement long options; all off by default.
     pub measure: SourceOptions,
 }
 
@@ -383,7 +383,7 @@ impl SourceConfig {
     }
 }
 
-/// The extension options (issue #7). None has a short form, so a Postfix
+/// The extension options. None has a short form, so a Postfix
 /// command line never reaches them.
 const EXT_LONGS: &[LongOpt] = &[
     workers::THREADS_OPT,
@@ -466,8 +466,8 @@ no dot-stuffing (needs --ehlo)",
     },
 ];
 
-/// Every long option: the extensions (issue #7), then the measurements
-/// (issue #6, [`SOURCE_LONGS`]).
+/// Every long option: the extensions, then the measurements
+/// ([`SOURCE_LONGS`]).
 const LONGS: [LongOpt; EXT_LONGS.len() + SOURCE_LONGS.len()] =
     args::join_longs(EXT_LONGS, SOURCE_LONGS);
 

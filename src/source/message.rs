@@ -19,7 +19,7 @@ pub const DEFAULT_BODY: &[u8] =
 /// Length of one generated `-l` body line, CRLF included.
 const GENERATED_LINE: usize = 80;
 
-/// The generated body of `-l length` (spec 7.2): `length` bytes of `X` where
+/// The generated body of `-l length` (docs/smtp-source.md §7.2): `length` bytes of `X` where
 /// every complete 80-byte line (one that is not the last 1..80 bytes) starts
 /// with the digit `k mod 10` and ends in CRLF, followed by one CRLF.
 pub fn generated_body(length: usize) -> Vec<u8> {
@@ -36,7 +36,7 @@ pub fn generated_body(length: usize) -> Vec<u8> {
     buf
 }
 
-/// The wire form of a `-F` file (spec 7.4): split at LF, a leading `.` is
+/// The wire form of a `-F` file (docs/smtp-source.md §7.4): split at LF, a leading `.` is
 /// doubled (RFC 5321 §4.5.2 transparency), CR bytes are kept, each line gets
 /// CRLF, and one extra CRLF follows the last line. An empty file gives the
 /// default body.
@@ -128,7 +128,7 @@ impl Template {
     }
 }
 
-/// The message body of a run (spec 7): the `-F` file, the `-l` generated
+/// The message body of a run (docs/smtp-source.md §7): the `-F` file, the `-l` generated
 /// body, or the default one; without the final `.` line.
 pub fn body(config: &SourceConfig) -> Result<Vec<u8>> {
     Ok(match (&config.file, config.length) {

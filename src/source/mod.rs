@@ -2,7 +2,7 @@
 //!
 //! [`SourceConfig`] turns argv into checked settings; [`run`] prepares the
 //! message once, resolves the endpoint, and runs `-s` sessions as tokio
-//! tasks over one shared pool of `-m` messages (spec section 4). Sessions
+//! tasks over one shared pool of `-m` messages (docs/smtp-source.md §4). Sessions
 //! share only atomics (the message pool, the recipient counter, the
 //! statistics) and a one-permit semaphore that keeps at most one connect in
 //! progress, first come first served, as Postfix does.
@@ -53,7 +53,7 @@ fn system_hostname() -> Result<Vec<u8>> {
 
 /// Run smtp-source with `config` until every message is processed.
 ///
-/// Start-up follows Postfix's order (spec 12): body preparation (file
+/// Start-up follows Postfix's order (docs/smtp-source.md §12): body preparation (file
 /// errors), endpoint parsing and resolution, default hostname validation,
 /// then the sessions. The first fatal error of any session ends the run
 /// (the other sessions are dropped, which resets their connections). With

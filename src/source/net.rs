@@ -1,6 +1,6 @@
 //! Client sockets as smtp-source makes them: `SO_LINGER 0`, optional `-T`
 //! buffer sizes, `SO_KEEPALIVE` for IPv4 only, then a non-blocking connect
-//! (spec section 5, in that order).
+//! (docs/smtp-source.md §5, in that order).
 
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;

@@ -1,5 +1,5 @@
 //! One smtp-source session: connect, greet, transactions, the per-stage
-//! reply rules of spec section 6, QUIT or connection reuse, and the pause
+//! reply rules of docs/smtp-source.md §6, QUIT or connection reuse, and the pause
 //! between messages. A session owns its connection and buffers; the only
 //! state shared with other sessions is in [`Shared`] (atomics, no locks).
 
@@ -38,12 +38,12 @@ const RETRY_PAUSE: Duration = Duration::from_micros(10);
 
 pub(super) mod esmtp;
 
-/// What the session was doing when an I/O failure happened (spec 10).
+/// What the session was doing when an I/O failure happened (docs/smtp-source.md §10).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ctx {
     Greeting,
     Helo,
-    /// ESMTP path only (issue #7).
+    /// ESMTP path only.
     Ehlo,
     Starttls,
     Auth,
@@ -80,7 +80,7 @@ pub(crate) struct Session {
     /// The number used in this session's last numbered RCPT.
     last_rcpt: i32,
     rng: Option<SmallRng>,
-    /// Measurement hooks (issue #6); `None` unless the run records.
+    /// Measurement hooks; `None` unless the run records.
     probe: Option<Box<Probe>>,
 }
 
@@ -123,7 +123,7 @@ impl Session {
         Ok(())
     }
 
-    /// Measurements (issue #6): wait for this message's turn under
+    /// Measurements: wait for this message's turn under
     /// `--rate`, and start timing it. False when `--duration` is over.
     async fn measured_start(&mut self) -> bool {
         if self.shared.measure.is_none() {
@@ -278,7 +278,7 @@ impl Session {
 
     /// Read one complete reply; returns its code (text in the parser).
     ///
-    /// Deviation D2: the time limit covers the whole wait for the reply,
+    /// Deviation D2 (docs/deviations.md): the time limit covers the whole wait for the reply,
     /// from the first byte on (Postfix waits for the first byte forever).
     async fn reply(&mut self, ctx: Ctx) -> Result<u32> {
         let verbose = self.shared.config.verbose > 0;
@@ -350,7 +350,7 @@ impl Session {
         })
     }
 
-    /// One message attempt (spec 6.1/6.2).
+    /// One message attempt (docs/smtp-source.md §6.1/§6.2).
     async fn message(&mut self) -> Result<()> {
         let shared = Arc::clone(&self.shared);
         let config = &shared.config;
@@ -425,7 +425,7 @@ impl Session {
 
         self.send_content().await?;
         // RFC 2033 §4.2: LMTP answers the end of data once per accepted
-        // recipient (deviation D3: Postfix waits for one per RCPT sent).
+        // recipient (deviation D3 (docs/deviations.md): Postfix waits for one per RCPT sent).
         let replies = if config.lmtp { accepted } else { 1 };
         for _ in 0..replies {
             let code = self.reply(Ctx::Message).await?;
@@ -438,7 +438,7 @@ impl Session {
         self.finish().await
     }
 
-    /// Queue `RCPT TO:<...>` with the process-wide numbering (spec 8).
+    /// Queue `RCPT TO:<...>` with the process-wide numbering (docs/smtp-source.md §8).
     fn queue_rcpt(&mut self) -> Result<()> {
         let shared = Arc::clone(&self.shared);
         let n = if shared.config.numbering {

@@ -30,12 +30,12 @@ pub(crate) struct Shared {
     pub(super) rcpt_counter: AtomicI32,
     pub(super) messages: AtomicU64,
     pub(super) connections: AtomicU64,
-    /// The ESMTP/TLS settings (issue #7); `None` keeps Postfix's dialogue.
+    /// The ESMTP/TLS settings; `None` keeps Postfix's dialogue.
     pub(super) esmtp: Option<Arc<esmtp::Setup>>,
     date: OnceLock<String>,
     pub(super) connect_gate: Semaphore,
     pub(super) pid: u32,
-    /// Measurements (issue #6); `None` without a measurement option.
+    /// Measurements; `None` without a measurement option.
     pub(super) measure: Option<SourceMeasure>,
 }
 
@@ -66,7 +66,7 @@ impl Shared {
     }
 
     /// Start a message: true if one was left. The counter is decremented
-    /// in every case (spec 4: `-s 3 -m 2` leaves it at -1).
+    /// in every case (docs/smtp-source.md §4: `-s 3 -m 2` leaves it at -1).
     pub(super) fn take_message(&self) -> bool {
         self.remaining.fetch_sub(1, Ordering::Relaxed) > 0
     }

@@ -1,4 +1,4 @@
-//! TLS plumbing shared by both tools (issue #7): rustls with the `ring`
+//! TLS plumbing shared by both tools: rustls with the `ring`
 //! provider through tokio-rustls. No OpenSSL.
 //!
 //! * [`MaybeTls`] is the one stream type: plain, server-side TLS or

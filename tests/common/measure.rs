@@ -1,4 +1,4 @@
-//! Helpers for the measurement tests (issue #6): ending a sink with a
+//! Helpers for the measurement tests: ending a sink with a
 //! signal, reading reports.
 #![allow(dead_code)]
 

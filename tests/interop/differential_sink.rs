@@ -1,8 +1,8 @@
 //! Differential tests: Postfix's /usr/sbin/smtp-sink and ours get the same
 //! argv and the same client bytes; replies, closes, exit status, stdout and
 //! dump files must match (dump ids and dates masked; the 3.7 reference
-//! space-pads the day and applies the umask, see spec §19.1). Deliberate
-//! deviations (S1–S9) are not exercised here; the sink_* tests assert them.
+//! space-pads the day and applies the umask, see docs/smtp-sink.md §19.1). Deliberate
+//! deviations (S1–S9, docs/deviations.md) are not exercised here; the sink_* tests assert them.
 //! Skips loudly without Postfix; fails under REQUIRE_POSTFIX=1.
 
 use crate::common;
@@ -369,7 +369,7 @@ fn usage_and_validation_errors() {
         vec!["unix:/nonexistent/dir/sock", "1"],
         vec!["-u", "no-such-user-xyz", "127.0.0.1:0", "1"],
     ];
-    // Postfix sleeps 1 s before each fatal exit (S1): run the cases in parallel.
+    // Postfix sleeps 1 s before each fatal exit (deviation S1, docs/deviations.md): run the cases in parallel.
     let handles: Vec<_> = cases
         .into_iter()
         .map(|case| {
@@ -452,7 +452,7 @@ fn dir_modes(dir: &Path) -> Vec<String> {
 
 /// Directories that `-d`/`-D` templates create get 0755 less the umask
 /// (mkdir(2)), owned by the sink's user, under several umasks and nested
-/// templates (the dump files' own mode is the deliberate deviation S8).
+/// templates (the dump files' own mode is the deliberate deviation S8, docs/deviations.md).
 #[test]
 fn dump_directory_modes_follow_umask() {
     let Some(reference) = postfix("dump_directory_modes_follow_umask") else {
@@ -530,13 +530,13 @@ fn verbose_lines(stderr: &str) -> Vec<String> {
 /// Client sessions, each a list of writes.
 type Sessions<'a> = &'a [&'a [&'a [u8]]];
 
-/// Spec §17: `-v` logs every command line, and the end of data as the line
-/// `.` (spec §10), over whole sessions: step by step, pipelined, LMTP.
+/// docs/smtp-sink.md §17: `-v` logs every command line, and the end of data as the line
+/// `.` (docs/smtp-sink.md §10), over whole sessions: step by step, pipelined, LMTP.
 #[test]
 fn verbose_end_of_data_not_logged_when_m_ends_the_process() {
     // Postfix's sink exits inside the end of the -M-th message, before it
     // reads `.` as a command line, so `-v` never logs that `.`. (Whether the
-    // reply is flushed first is deviation S2; only the log is compared.)
+    // reply is flushed first is deviation S2 (docs/deviations.md); only the log is compared.)
     let Some((theirs, ours)) = both(
         "verbose_end_of_data_not_logged_when_m_ends_the_process",
         &["-v", "-M", "2"],
@@ -600,7 +600,7 @@ fn verbose_output_over_whole_sessions() {
                 b"LHLO l\r\nMAIL FROM:<a>\r\nRCPT TO:<b>\r\nRCPT TO:<c>\r\nDATA\r\n",
                 b"hello\r\n.\r\n",
                 // A stray `.` (no reply); DATA without RCPT is
-                // deviation S9 and is tested in tests/sink.
+                // deviation S9 (docs/deviations.md) and is tested in tests/sink.
                 b".\r\nMAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\n.\r\nNOOP\r\nQUIT\r\n",
             ]],
         ),

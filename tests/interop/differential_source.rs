@@ -7,7 +7,7 @@
 //! The installed reference is Postfix 3.7, so the cases avoid what 3.7 does
 //! differently from the 3.12 contract (recipient numbering, over-long reply
 //! lines; Date day padding is masked). Those 3.12 behaviours and the
-//! deliberate deviations D1-D4 are asserted directly in tests/source_*.rs.
+//! deliberate deviations D1-D4 (docs/deviations.md) are asserted directly in tests/source_*.rs.
 //! Without Postfix these tests skip loudly; with REQUIRE_POSTFIX=1 they fail.
 
 use crate::common;

@@ -413,8 +413,8 @@ fn source_against(behave: fn(TcpStream, &AtomicBool), what: &str) -> Output {
     out
 }
 
-/// The banner line never ends: as Postfix 3.12 (spec, over-long reply
-/// line), input is shut down after a bounded amount and the run fails.
+/// The banner line never ends: as Postfix 3.12 (docs/smtp-source.md,
+/// over-long reply line), input is shut down after a bounded amount and the run fails.
 #[test]
 fn source_endless_reply_line() {
     let out = source_against(|s, stop| endless(s, stop, b"220 ", b"x"), "endless line");

@@ -1,4 +1,4 @@
-//! Interop with a real Postfix MTA (issue #7): Postfix's smtp client relays
+//! Interop with a real Postfix MTA: Postfix's smtp client relays
 //! into our sink over STARTTLS (`smtp_tls_security_level = encrypt`, so a
 //! failed TLS negotiation would defer the mail, not send it in clear), and
 //! with SASL AUTH on top. Every message must arrive exactly once.

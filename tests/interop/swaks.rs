@@ -1,4 +1,4 @@
-//! swaks (a real, independent SMTP client) against our sink's issue #7
+//! swaks (a real, independent SMTP client) against our sink's extension
 //! features: STARTTLS (`--tls`), implicit TLS (`--tlsc`), `--auth PLAIN`
 //! and LOGIN, `--pipeline`, and `--protocol ESMTPSA` (EHLO + STARTTLS +
 //! AUTH). Skips loudly when swaks or its TLS support is missing; fails

@@ -1,4 +1,4 @@
-//! The real-world check of issue #6: our smtp-source `--track` sends 500
+//! The real-world check of the measurements: our smtp-source `--track` sends 500
 //! messages into a real Postfix MTA on loopback, Postfix relays them to our
 //! smtp-sink `--track`, and the sink's tracking report must account for
 //! every message exactly once, with plausible delivery latencies.

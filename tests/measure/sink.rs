@@ -1,4 +1,4 @@
-//! smtp-sink's measurement options (issue #6): `--track` (with our
+//! smtp-sink's measurement options: `--track` (with our
 //! smtp-source `--track`), its report at exit (`-M`, SIGTERM, SIGINT),
 //! `--json`, and `--stats`.
 
@@ -94,7 +94,7 @@ fn sigint_and_message_quit_count_report_too() {
     );
 
     let sink = ours(&["-M", "3", "--track"]);
-    // The sink exits after the 3rd message (S2: its `.` is answered), so the
+    // The sink exits after the 3rd message (deviation S2 (docs/deviations.md): its `.` is answered), so the
     // source may lose the connection while waiting for a QUIT reply.
     let (_, run) = tracked_run_output(sink.addr, &["-s", "3", "-m", "3"]);
     let out = sink.proc.finish(TIMEOUT);

@@ -1,4 +1,4 @@
-//! smtp-source's measurement options (issue #6) against our sink:
+//! smtp-source's measurement options against our sink:
 //! `--report`, `--json`, `--merge`, `--rate`, `--duration`, `--progress`,
 //! `--track` on the wire. Counts are asserted exactly; times only as coarse
 //! lower bounds.

@@ -1,4 +1,4 @@
-//! smtp-sink `--auth` (issue #7): a real RFC 4954 exchange with PLAIN
+//! smtp-sink `--auth`: a real RFC 4954 exchange with PLAIN
 //! (with and without an initial response) and LOGIN, `--auth-fail`,
 //! `--auth-required`, the user name in the dump, and Postfix's one-line
 //! `250` to AUTH when `--auth` is not given.

@@ -1,5 +1,5 @@
 //! smtp-sink `--chunking` (RFC 3030 BDAT) and `--smtputf8` (RFC 6531)
-//! (issue #7): EHLO lines, exact chunk byte counts whatever the TCP split,
+//!: EHLO lines, exact chunk byte counts whatever the TCP split,
 //! the same dump as DATA, fault controls by name, counters, and Postfix's
 //! behaviour without the options.
 
@@ -250,7 +250,7 @@ fn counters_and_message_quit() {
     c.send(&bdat(b"two\r\n", false));
     c.reply();
     c.send(b"BDAT 0 LAST\r\n");
-    // S2: the reply to the last message is written before the exit.
+    // Deviation S2 (docs/deviations.md): the reply to the last message is written before the exit.
     assert_eq!(c.reply(), OK_DOT);
     let out = sink.finish();
     assert_eq!(out.code(), Some(0));

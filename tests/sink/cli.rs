@@ -1,5 +1,5 @@
 //! smtp-sink command line: usage, option validation messages, exit codes,
-//! start-up fatals (spec §1–§4, §20 rows 12, 27, 28; deviation S6).
+//! start-up fatals (docs/smtp-sink.md §1–§4, §20 rows 12, 27, 28; deviation S6, docs/deviations.md).
 
 use crate::common;
 

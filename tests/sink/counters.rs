@@ -1,5 +1,5 @@
-//! smtp-sink counters and exit conditions: -c, -M, -n (spec §14;
-//! deviations S2, S3).
+//! smtp-sink counters and exit conditions: -c, -M, -n (docs/smtp-sink.md §14;
+//! deviations S2, S3, docs/deviations.md).
 
 use crate::common;
 
@@ -40,7 +40,7 @@ fn message_quit_count_s2() {
     c.send(TX);
     c.replies(4);
     c.send(TX);
-    // S2: the reply to the last `.` arrives, then EOF.
+    // Deviation S2 (docs/deviations.md): the reply to the last `.` arrives, then EOF.
     assert_eq!(
         c.read_to_eof(),
         b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n250 2.0.0 Ok\r\n"
@@ -66,7 +66,7 @@ fn message_quit_without_counters() {
 
 #[test]
 fn quit_count_s3() {
-    // S3: -n works without -c. Sessions without QUIT do not count.
+    // Deviation S3 (docs/deviations.md): -n works without -c. Sessions without QUIT do not count.
     let mut sink = ours(&["-n", "2"]);
     let mut c = Client::connect(sink.addr);
     c.reply();

@@ -1,5 +1,5 @@
 //! smtp-sink dump files: -d, -D, -S, layout, aborts, permissions, fatals
-//! (spec §16; deviations S6, S7, S8).
+//! (docs/smtp-sink.md §16; deviations S6, S7, S8, docs/deviations.md).
 
 use crate::common;
 
@@ -65,7 +65,7 @@ fn single_file_layout() {
         d[6].is_ascii_digit() && d[7].is_ascii_digit() && d[8] == b' ',
         "zero-padded day {date:?}"
     );
-    // S8: exactly 0644; parents 0755 less the umask, as mkdir(2) gives.
+    // Deviation S8 (docs/deviations.md): exactly 0644; parents 0755 less the umask, as mkdir(2) gives.
     let mode = std::fs::metadata(&files[0]).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o644);
     let dmode = std::fs::metadata(files[0].parent().unwrap())
@@ -270,7 +270,7 @@ fn unwritable_dump_is_fatal() {
 
 #[test]
 fn ids_are_os_seeded_s7() {
-    // S7: two sinks started in the same second still draw different ids.
+    // Deviation S7 (docs/deviations.md): two sinks started in the same second still draw different ids.
     let (d1, d2) = (shared_tempdir(), shared_tempdir());
     let s1 = ours_in(&["-d", "x."], d1.path());
     let s2 = ours_in(&["-d", "x."], d2.path());

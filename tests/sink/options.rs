@@ -1,5 +1,5 @@
 //! smtp-sink failure injection, delays, timeouts and the session cap
-//! (spec §7, §11–§13, §6; deviations S4, S5).
+//! (docs/smtp-sink.md §7, §11–§13, §6; deviations S4, S5, docs/deviations.md).
 
 use crate::common;
 
@@ -93,7 +93,7 @@ fn connect_injection() {
 
 #[test]
 fn delayed_reply_in_order_s4() {
-    // S4: with -W rcpt:1 and a pipelined MAIL/RCPT/DATA, replies stay in
+    // Deviation S4 (docs/deviations.md): with -W rcpt:1 and a pipelined MAIL/RCPT/DATA, replies stay in
     // order and DATA sees the counted recipient.
     let sink = ours(&["-W", "rcpt:1"]);
     let mut c = Client::connect(sink.addr);
@@ -164,7 +164,7 @@ fn abort_after_data_s5() {
         ]
         .concat()
     );
-    // S5: pipelined content is not parsed as commands; -t does not win.
+    // Deviation S5 (docs/deviations.md): pipelined content is not parsed as commands; -t does not win.
     let sink = ours(&["-A", "2", "-t", "1"]);
     let mut c = Client::connect(sink.addr);
     c.reply();

@@ -1,5 +1,5 @@
 //! smtp-sink wire behaviour: exact reply bytes for every command, greeting
-//! and EHLO variants, sequencing, framing, LMTP, pipelining (spec §7–§10,
+//! and EHLO variants, sequencing, framing, LMTP, pipelining (docs/smtp-sink.md §7–§10,
 //! §18, §20).
 
 use crate::common;
@@ -190,7 +190,7 @@ fn lmtp_replies_per_recipient() {
         c.replies(3),
         b"250 2.2.0 Ok\r\n250 2.2.0 Ok\r\n250 2.2.0 Ok\r\n"
     );
-    // S9: the counter stops at 0; DATA after a stray `.` still needs RCPT.
+    // Deviation S9 (docs/deviations.md): the counter stops at 0; DATA after a stray `.` still needs RCPT.
     c.send(b"MAIL FROM:<a>\r\n.\r\nDATA\r\n");
     assert_eq!(
         c.replies(2),
@@ -345,7 +345,7 @@ fn unix_socket_listener() {
 
 #[test]
 fn replies_wait_while_input_is_pending() {
-    // §18: the flush decision is made when a reply is produced; content
+    // docs/smtp-sink.md §18: the flush decision is made when a reply is produced; content
     // that arrived with DATA keeps the replies queued until the end of data.
     let sink = ours(&[]);
     let mut c = Client::connect(sink.addr);
@@ -360,7 +360,7 @@ fn replies_wait_while_input_is_pending() {
     );
 }
 
-/// S9: after MAIL and a stray `.`, a DATA that gets 503 leaves the session
+/// Deviation S9 (docs/deviations.md): after MAIL and a stray `.`, a DATA that gets 503 leaves the session
 /// in command mode: the lines that follow (in the same write or later) are
 /// commands with their own replies, never swallowed as message content.
 #[test]

@@ -1,4 +1,4 @@
-//! smtp-sink `-s`: syslog datagrams (spec §15). The test listens on
+//! smtp-sink `-s`: syslog datagrams (docs/smtp-sink.md §15). The test listens on
 //! /dev/log itself where no syslog daemon owns it; where one does, each
 //! sink runs in a private mount namespace with the test's own socket
 //! bind-mounted over /dev/log (needs root). When neither is possible the

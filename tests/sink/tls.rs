@@ -1,4 +1,4 @@
-//! smtp-sink TLS (issue #7): STARTTLS (RFC 3207) with a generated or a
+//! smtp-sink TLS: STARTTLS (RFC 3207) with a generated or a
 //! given certificate, implicit TLS (`--tls`), the session reset and the
 //! discard of input pipelined after STARTTLS, fault controls by name, and
 //! option validation. Without the new options nothing changes (checked

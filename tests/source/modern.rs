@@ -1,4 +1,4 @@
-//! smtp-source's extension options (issue #7) against a scripted ESMTP
+//! smtp-source's extension options against a scripted ESMTP
 //! server: EHLO and capability checks, pipelined groups (a strict server
 //! that withholds replies until a group ends proves the grouping), RSET
 //! travelling with the next MAIL, STARTTLS and implicit TLS, certificate

@@ -1,5 +1,5 @@
 //! smtp-source: command line, option validation, start-up order, endpoint
-//! errors and connect retries (spec sections 1-3, 5, 12).
+//! errors and connect retries (docs/smtp-source.md §1-§3, §5, §12).
 
 use crate::common;
 

@@ -1,6 +1,6 @@
-//! smtp-source: reply handling per stage (spec 6.2, 6.3, 10), with and
+//! smtp-source: reply handling per stage (docs/smtp-source.md §6.2, §6.3, §10), with and
 //! without `-A`, lost connections, over-long and odd replies, and the LMTP
-//! deviation D3.
+//! deviation D3 (docs/deviations.md).
 
 use crate::common;
 
@@ -213,7 +213,7 @@ fn rset_reply_rules() {
 
 #[test]
 fn rejected_mail_with_reuse() {
-    // Spec 14 #13.
+    // docs/smtp-source.md §14 row 13.
     let (out, cmds) = run_with(
         &["-A", "-d", "-m", "2"],
         banner(),
@@ -243,7 +243,7 @@ fn rejected_mail_with_reuse() {
 
 #[test]
 fn recipient_rejects() {
-    // Spec 14 #14: all rejected -> RSET, QUIT, no DATA.
+    // docs/smtp-source.md §14 row 14: all rejected -> RSET, QUIT, no DATA.
     let (out, cmds) = run_with(
         &["-A", "-r", "2"],
         banner(),
@@ -274,7 +274,7 @@ fn recipient_rejects() {
     });
     assert_eq!(out.code(), Some(0));
     assert!(cmds[0].contains(&"DATA".to_string()));
-    // Spec 14 #15: 421 on the first RCPT closes at once; numbering goes on.
+    // docs/smtp-source.md §14 row 15: 421 on the first RCPT closes at once; numbering goes on.
     let (out, cmds) = run_with(
         &["-A", "-r", "2", "-m", "2"],
         banner(),
@@ -413,7 +413,7 @@ fn reply_syntax_variants() {
 
 #[test]
 fn lmtp_one_reply_per_accepted_recipient() {
-    // Deviation D3: one RCPT of two rejected, the server answers once.
+    // Deviation D3 (docs/deviations.md): one RCPT of two rejected, the server answers once.
     let (out, cmds) = run_with(&["-L", "-A", "-r", "2"], banner(), true, |cmd: &Cmd| {
         (cmd.verb == "RCPT" && cmd.nth == 0).then(|| reply("550 no"))
     });

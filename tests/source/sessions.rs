@@ -1,5 +1,5 @@
-//! smtp-source: the shared message pool, sessions, delays (spec 4), the
-//! I/O time limit (deviation D2, through the library API so the limit can
+//! smtp-source: the shared message pool, sessions, delays (docs/smtp-source.md §4), the
+//! I/O time limit (deviation D2 (docs/deviations.md), through the library API so the limit can
 //! be lowered without a command-line option) and independence of sessions.
 
 use crate::common;
@@ -15,7 +15,7 @@ use smtpstone::Error;
 
 #[test]
 fn pool_is_checked_before_decrement() {
-    // Spec 14 #20: -s 3 -m 2 makes two connections; the counter is -1.
+    // docs/smtp-source.md §14 row 20: -s 3 -m 2 makes two connections; the counter is -1.
     // QUIT is answered late so that no session ends (and decrements the
     // counter again) before the other has sent its headers.
     let script = Arc::new(|cmd: &Cmd| {
@@ -42,7 +42,7 @@ fn pool_is_checked_before_decrement() {
 
 #[test]
 fn fixed_delay_applies_after_the_last_message() {
-    // Spec 14 #21 (coarse lower bound only).
+    // docs/smtp-source.md §14 row 21 (coarse lower bound only).
     let cap = Capture::default_smtp();
     let start = Instant::now();
     let out = run_source(&our_source(), &["-M", "vm", "-w", "1"], &cap);
@@ -118,7 +118,7 @@ fn run_lib(c: SourceConfig) -> smtpstone::Result<source::Summary> {
 
 #[test]
 fn timeout_covers_the_first_byte_of_a_reply() {
-    // Deviation D2: a silent server is a timeout, not an endless wait.
+    // Deviation D2 (docs/deviations.md): a silent server is a timeout, not an endless wait.
     let limit = Duration::from_millis(300);
     let cap = Capture::start(Action::Silent, Arc::new(|c: &Cmd| default_action(c, false)));
     let start = Instant::now();

@@ -1,4 +1,4 @@
-//! smtp-source: exact bytes on the wire (spec sections 6.1, 7, 8), checked
+//! smtp-source: exact bytes on the wire (docs/smtp-source.md §6.1, §7, §8), checked
 //! against the scripted capture server.
 
 use crate::common;
@@ -70,7 +70,7 @@ fn default_run() {
 }
 
 /// `Thu, 05 Mar 2026 03:40:00 -0500 (EST)`: Postfix 3.12 zero-pads the
-/// day (deviation D4: 3.7 space-pads it).
+/// day (deviation D4 (docs/deviations.md): 3.7 space-pads it).
 fn date_is_3_12_format(value: &str) -> bool {
     let b = value.as_bytes();
     b.len() >= 33
@@ -333,7 +333,7 @@ Subject: test\r\n\r\n..dot line\r\n...two dots\r\n\r\nlast\r\r\nnoeol\r\n\r\n.\r
     want.extend([".", "QUIT"]);
     assert_wire(&t[0], &wire(&want));
 
-    // Spec 14 #5: .x, a\r, no final LF.
+    // docs/smtp-source.md §14 row 5: .x, a\r, no final LF.
     std::fs::write(&path, b".x\na\r\nlast").unwrap();
     let t = transcripts(&["-M", "vm", "-o", "-F", p]);
     assert_eq!(content(&t[0]), b"..x\r\na\r\r\nlast\r\n\r\n");

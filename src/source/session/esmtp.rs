@@ -1,4 +1,4 @@
-//! The ESMTP path of a session (issue #7), taken only when an extension
+//! The ESMTP path of a session, taken only when an extension
 //! option is given (`--ehlo`, `--starttls`, `--tls`, ...): EHLO and the
 //! capability checks, STARTTLS or implicit TLS, AUTH, MAIL parameters,
 //! pipelined command groups (RFC 2920) and BDAT bodies (RFC 3030).
@@ -8,7 +8,7 @@
 //!
 //! Every command the session waits on is a [`Stage`] pushed on the
 //! connection's [`Pipeline`] when it is queued; replies are read in order
-//! and each is judged by its own stage's rule (spec 6.2, `-A` per reply).
+//! and each is judged by its own stage's rule (docs/smtp-source.md §6.2, `-A` per reply).
 //! Without `--pipelining` each group is one command and the next decision
 //! is taken after each reply, exactly as smtp-source does; with it:
 //!
@@ -214,7 +214,7 @@ struct Drained {
     rejected: bool,
 }
 
-/// The measured phase of a stage's reply (issue #6); TLS and AUTH steps
+/// The measured phase of a stage's reply; TLS and AUTH steps
 /// and non-final BDAT chunks are not measured.
 fn phase_of(stage: Stage) -> Option<Phase> {
     Some(match stage {
@@ -234,7 +234,7 @@ fn phase_of(stage: Stage) -> Option<Phase> {
     })
 }
 
-/// The I/O context of a stage's reply (spec 10 wording).
+/// The I/O context of a stage's reply (docs/smtp-source.md §10 wording).
 fn ctx_of(stage: Stage) -> Ctx {
     match stage {
         Stage::Banner => Ctx::Greeting,
@@ -732,7 +732,7 @@ impl Esmtp {
     }
 
     /// Without `--pipelining`: one command per round trip, decisions after
-    /// each reply (spec 6.1/6.2), with the ESMTP additions.
+    /// each reply (docs/smtp-source.md §6.1/§6.2), with the ESMTP additions.
     async fn sequential(&mut self) -> Result<Flow> {
         let shared = Arc::clone(&self.shared);
         let config = &shared.config;

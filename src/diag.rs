@@ -51,15 +51,16 @@ pub fn show_path(path: &std::path::Path) -> String {
 
 /// Replace every byte outside printable ASCII (0x20..=0x7e) with `?`.
 pub fn sanitize(bytes: &[u8]) -> String {
+    // Every byte of the result is printable ASCII, so this cannot fail.
+    String::from_utf8(sanitize_bytes(bytes)).unwrap_or_default()
+}
+
+/// [`sanitize`] as bytes, for output that is not a diagnostic line (dump
+/// headers).
+pub fn sanitize_bytes(bytes: &[u8]) -> Vec<u8> {
     bytes
         .iter()
-        .map(|&b| {
-            if (0x20..=0x7e).contains(&b) {
-                b as char
-            } else {
-                '?'
-            }
-        })
+        .map(|&b| if (0x20..=0x7e).contains(&b) { b } else { b'?' })
         .collect()
 }
 

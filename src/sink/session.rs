@@ -241,15 +241,8 @@ fn dump_text(config: &SinkConfig, bytes: &[u8]) -> Vec<u8> {
     if config.smtputf8 {
         sanitize_utf8(bytes)
     } else {
-        sanitize_bytes(bytes)
+        diag::sanitize_bytes(bytes)
     }
-}
-
-fn sanitize_bytes(bytes: &[u8]) -> Vec<u8> {
-    bytes
-        .iter()
-        .map(|&b| if (0x20..=0x7e).contains(&b) { b } else { b'?' })
-        .collect()
 }
 
 /// Argument text with printable UTF-8 kept (`--smtputf8`): every control
@@ -605,7 +598,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
     async fn dispatch(&mut self, cmd: Cmd, token: &[u8], args: &[u8]) -> Flow {
         let flags = *self.config().flags(cmd);
         if flags.syslog {
-            syslog::log_command(token, &sanitize_bytes(args));
+            syslog::log_command(token, &diag::sanitize_bytes(args));
         }
         if flags.drop {
             return Flow::Close(CloseKind::Disconnect);
@@ -1101,6 +1094,6 @@ mod tests {
             assert_eq!(sanitize_utf8(input), *want, "{input:?}");
         }
         // Without --smtputf8 the same bytes get Postfix's treatment.
-        assert_eq!(sanitize_bytes("ö".as_bytes()), b"??");
+        assert_eq!(diag::sanitize_bytes("ö".as_bytes()), b"??");
     }
 }

@@ -312,3 +312,63 @@ fn find_max_through_postfix_into_the_sink() {
     assert!(!high.pass, "1.5 x {rate} passed\n{}", out.stderr_text());
     drop(sink);
 }
+
+#[test]
+fn a_client_message_rate_limit_is_found() {
+    // 40 MAIL commands a second per client address (docs/policy.md,
+    // `[limits.client_messages]`, decided at MAIL), answered 451 above it.
+    // The bucket is kept small: a burst of B lets a 1 s step above the
+    // limit pass B extra messages, which with the default (burst = count)
+    // would hide up to 2x the limit; 4 tokens (75 ms of arrival jitter at
+    // 25 ms a token) absorb the pacer's scheduling noise at or below 40
+    // msg/s while any step 5% above it still loses more than 1% of its
+    // messages.
+    let dir = shared_tempdir();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[limits.client_messages]\ncount = 40\ninterval = \"1s\"\nburst = 4\n\
+         reply = \"451 4.7.1 Too many messages, slow down\"\n",
+    )
+    .expect("write policy");
+    let sink = ours(&["--policy", policy.to_str().expect("path")]);
+    let ep = sink.addr.to_string();
+    let out = search(&[
+        "--find-max",
+        "--find-start",
+        "10",
+        "--find-step",
+        "1s",
+        "--find-precision",
+        "5%",
+        "--find-timeout",
+        "30s",
+        "--slo",
+        "errors=1%",
+        "-s",
+        "10",
+        &ep,
+    ]);
+    sink.kill();
+    let stderr = out.stderr_text();
+    assert_eq!(out.code(), Some(0), "{stderr}");
+    let rate = sustainable(&out);
+    assert!((34.0..=46.0).contains(&rate), "{rate}: {stderr}");
+    // A step offered above the limit fails on its refused messages.
+    let refused_above = stderr.lines().any(|l| {
+        offered(l).is_some_and(|o| o > 42.0) && l.contains(": FAIL (") && l.contains("errors ")
+    });
+    assert!(refused_above, "{stderr}");
+    // Shown with --nocapture.
+    eprint!("{stderr}{}", out.stdout_text());
+}
+
+/// The offered rate of a `step N KIND: offered R msg/s, …` line.
+fn offered(line: &str) -> Option<f64> {
+    line.split_once("offered ")?
+        .1
+        .split(' ')
+        .next()?
+        .parse()
+        .ok()
+}

@@ -289,76 +289,7 @@ impl SourceConfig {
                     continue;
                 }
             };
-            match letter {
-                '4' => c.family = Family::V4,
-                '6' => c.family = Family::V6,
-                'A' => c.ignore_errors = true,
-                'c' => c.counter = true,
-                'C' => c.connect_attempts = positive(opt, "bad connection count")? as u32,
-                'd' => c.reuse = true,
-                'f' => c.sender = Some(opt.bytes().to_vec()),
-                'F' => {
-                    if c.length.is_some() {
-                        return Err(Error::fatal("-l option cannot be used with -F"));
-                    }
-                    c.file = Some(PathBuf::from(std::ffi::OsStr::from_bytes(opt.bytes())));
-                }
-                'l' => {
-                    if c.file.is_some() {
-                        return Err(Error::fatal("-l option cannot be used with -F"));
-                    }
-                    c.length = Some(positive(opt, "bad message length")? as usize);
-                }
-                'L' => c.lmtp = true,
-                'm' => c.messages = positive(opt, "bad message count")?,
-                'M' => {
-                    let name = opt.bytes();
-                    if name.first() == Some(&b'[') {
-                        if let Err(w) = hostname::check_address_literal(name) {
-                            diag::warning(&w);
-                            return Err(Error::fatal(format!(
-                                "bad address literal: {}",
-                                diag::sanitize(name)
-                            )));
-                        }
-                    } else if let Err(w) = hostname::check_hostname(name) {
-                        diag::warning(&w);
-                        return Err(Error::fatal(format!(
-                            "bad hostname: {}",
-                            diag::sanitize(name)
-                        )));
-                    }
-                    c.hostname = Some(name.to_vec());
-                }
-                'N' => c.numbering = true,
-                'o' => c.old_mode = true,
-                'r' => {
-                    c.recipients = positive(opt, "bad recipient count")? as u32;
-                    c.numbering = true;
-                }
-                'R' => {
-                    if c.fixed_delay.is_some() {
-                        return Err(Error::fatal(
-                            "do not use -w and -R options at the same time",
-                        ));
-                    }
-                    c.random_delay = Some(positive(opt, "bad random delay")? as u32);
-                }
-                's' => c.sessions = positive(opt, "bad session count")? as u32,
-                'S' => c.subject = Some(opt.bytes().to_vec()),
-                't' => c.recipient = Some(opt.bytes().to_vec()),
-                'T' => c.window = Some(positive(opt, "bad TCP window size")? as u32),
-                'v' => c.verbose += 1,
-                'w' => {
-                    if c.random_delay.is_some() {
-                        return Err(Error::fatal(
-                            "do not use -w and -R options at the same time",
-                        ));
-                    }
-                    c.fixed_delay = Some(positive(opt, "bad fixed delay")? as u32);
-                }
-                _ => return Err(Error::Usage),
-            }
+            c.short_option(letter, opt)?;
         }
         c.ext.check(c.old_mode)?;
         c.measure.check(c.counter)?;
@@ -380,6 +311,83 @@ impl SourceConfig {
         }
         c.endpoint = operands[0].as_bytes().to_vec();
         Ok(c)
+    }
+
+    /// One short option, checked as Postfix checks it: left to right, so
+    /// the order-dependent checks (`-l`/`-F`, `-w`/`-R`) see what came
+    /// before.
+    fn short_option(&mut self, letter: char, opt: &Occurrence) -> Result<()> {
+        match letter {
+            '4' => self.family = Family::V4,
+            '6' => self.family = Family::V6,
+            'A' => self.ignore_errors = true,
+            'c' => self.counter = true,
+            'C' => self.connect_attempts = positive(opt, "bad connection count")? as u32,
+            'd' => self.reuse = true,
+            'f' => self.sender = Some(opt.bytes().to_vec()),
+            'F' => {
+                if self.length.is_some() {
+                    return Err(Error::fatal("-l option cannot be used with -F"));
+                }
+                self.file = Some(PathBuf::from(std::ffi::OsStr::from_bytes(opt.bytes())));
+            }
+            'l' => {
+                if self.file.is_some() {
+                    return Err(Error::fatal("-l option cannot be used with -F"));
+                }
+                self.length = Some(positive(opt, "bad message length")? as usize);
+            }
+            'L' => self.lmtp = true,
+            'm' => self.messages = positive(opt, "bad message count")?,
+            'M' => {
+                let name = opt.bytes();
+                if name.first() == Some(&b'[') {
+                    if let Err(w) = hostname::check_address_literal(name) {
+                        diag::warning(&w);
+                        return Err(Error::fatal(format!(
+                            "bad address literal: {}",
+                            diag::sanitize(name)
+                        )));
+                    }
+                } else if let Err(w) = hostname::check_hostname(name) {
+                    diag::warning(&w);
+                    return Err(Error::fatal(format!(
+                        "bad hostname: {}",
+                        diag::sanitize(name)
+                    )));
+                }
+                self.hostname = Some(name.to_vec());
+            }
+            'N' => self.numbering = true,
+            'o' => self.old_mode = true,
+            'r' => {
+                self.recipients = positive(opt, "bad recipient count")? as u32;
+                self.numbering = true;
+            }
+            'R' => {
+                if self.fixed_delay.is_some() {
+                    return Err(Error::fatal(
+                        "do not use -w and -R options at the same time",
+                    ));
+                }
+                self.random_delay = Some(positive(opt, "bad random delay")? as u32);
+            }
+            's' => self.sessions = positive(opt, "bad session count")? as u32,
+            'S' => self.subject = Some(opt.bytes().to_vec()),
+            't' => self.recipient = Some(opt.bytes().to_vec()),
+            'T' => self.window = Some(positive(opt, "bad TCP window size")? as u32),
+            'v' => self.verbose += 1,
+            'w' => {
+                if self.random_delay.is_some() {
+                    return Err(Error::fatal(
+                        "do not use -w and -R options at the same time",
+                    ));
+                }
+                self.fixed_delay = Some(positive(opt, "bad fixed delay")? as u32);
+            }
+            _ => return Err(Error::Usage),
+        }
+        Ok(())
     }
 }
 

@@ -79,18 +79,9 @@ pub async fn run_until(
     }
 }
 
-/// One run of `config` (see [`run_until`]); also a step of `--find-max`.
-async fn run_once(
-    config: SourceConfig,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> Result<Summary> {
-    if config.measure.merge {
-        // --merge: combine reports, send nothing.
-        measure::merge_files(&config.measure)?;
-        return Ok(Summary::default());
-    }
-    let body = message::body(&config)?;
-
+/// Where the sessions connect, and the TLS server name (SNI, verification):
+/// the endpoint's host. Implicit TLS defaults to the submissions port.
+fn target(config: &SourceConfig) -> Result<(Target, Option<String>)> {
     let endpoint = if config.ext.tls == config::TlsMode::Implicit {
         endpoint::parse_source_default(&config.endpoint, endpoint::SUBMISSIONS_PORT)?
     } else {
@@ -106,6 +97,22 @@ async fn run_once(
         Endpoint::Unix(path) => Target::Unix(path),
         ep @ Endpoint::Inet { .. } => Target::Inet(endpoint::resolve(&ep, config.family, false)?),
     };
+    Ok((target, tls_host))
+}
+
+/// One run of `config` (see [`run_until`]); also a step of `--find-max`.
+async fn run_once(
+    config: SourceConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<Summary> {
+    if config.measure.merge {
+        // --merge: combine reports, send nothing.
+        measure::merge_files(&config.measure)?;
+        return Ok(Summary::default());
+    }
+    let body = message::body(&config)?;
+
+    let (target, tls_host) = target(&config)?;
 
     let host = match &config.hostname {
         Some(h) => h.clone(),

@@ -34,7 +34,7 @@ complete -c smtp-source -l find-step -d 'Length of each step (default 10s; the c
 complete -c smtp-source -l find-precision -d 'Bisect until the passing and failing rates are within P% (default 5%)' -r
 complete -c smtp-source -l find-timeout -d 'Bound on the whole search (default 10m); no step starts that would end later' -r
 complete -c smtp-source -l slo -d 'Objective per step, repeatable: p50|p90|p99|p99.9|max=D (latency from the intended start), errors=N%, delivery-p99=D (default p99=500ms, errors=1%)' -r
-complete -c smtp-source -l sink-url -d 'http://HOST:PORT of an smtp-sink --track --metrics behind the server: each step must also be delivered there at 95% of the offered rate' -r
+complete -c smtp-source -l sink-url -d 'http://HOST:PORT of an smtp-sink --track --metrics behind the server: each step\'s messages must also arrive there at 95% of the offered rate' -r
 complete -c smtp-source -l help -d 'Print this help and exit'
 complete -c smtp-source -l version -d 'Print the version and exit'
 complete -c smtp-source -s 4 -d 'Connect with IPv4 only'

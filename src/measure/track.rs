@@ -389,6 +389,10 @@ pub struct RunTally {
     pub seqs: SeqSet,
     /// Delivery latency of first arrivals, microseconds.
     pub latency: Hist,
+    /// Receive times (epoch microseconds) of the earliest and the latest
+    /// first arrival: how long the run's messages took to come in, which
+    /// `--find-max --sink-url` turns into a delivery rate.
+    pub arrivals: Option<(u64, u64)>,
 }
 
 impl Default for RunTally {
@@ -400,6 +404,7 @@ impl Default for RunTally {
             future_stamps: 0,
             seqs: SeqSet::default(),
             latency: hist::new(),
+            arrivals: None,
         }
     }
 }
@@ -425,6 +430,10 @@ impl RunTally {
             }
         };
         hist::record(&mut self.latency, latency);
+        self.arrivals = Some(match self.arrivals {
+            Some((first, last)) => (first.min(recv_us), last.max(recv_us)),
+            None => (recv_us, recv_us),
+        });
         Some(latency)
     }
 }
@@ -580,6 +589,8 @@ impl Tracker {
                     future_stamps: t.future_stamps,
                     untracked: t.untracked,
                     latency_us: LatencyJson::of(&t.latency),
+                    first_received_us: t.arrivals.map(|a| a.0),
+                    last_received_us: t.arrivals.map(|a| a.1),
                 }
             })
             .collect();
@@ -610,6 +621,8 @@ struct RunJson {
     future_stamps: u64,
     untracked: u64,
     latency_us: LatencyJson,
+    first_received_us: Option<u64>,
+    last_received_us: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -830,6 +843,8 @@ X-Smtpstone-Run: 3f9a0c2e51d4b786\r\nX-Smtpstone-Seq: 1\r\nX-Smtpstone-Sent: 7\r
         assert_eq!((r1.seqs.distinct(), r1.seqs.missing()), (8, 2));
         let s = hist::summary(&r1.latency);
         assert_eq!((s.count, s.min, s.max), (8, 0, 9000));
+        // First arrivals only: the late duplicate does not stretch it.
+        assert_eq!(r1.arrivals, Some((1_000_000, 1_009_000)));
         let r2 = &t.runs[&2];
         assert_eq!((r2.future_stamps, r2.latency.len()), (1, 1));
         let r = t.readings();
@@ -860,6 +875,8 @@ X-Smtpstone-Run: 3f9a0c2e51d4b786\r\nX-Smtpstone-Seq: 1\r\nX-Smtpstone-Sent: 7\r
         assert_eq!(run["duplicates"], 1);
         assert_eq!(run["missing"], serde_json::json!([[4, 4], [7, 7]]));
         assert_eq!(run["latency_us"]["max"], 9000);
+        assert_eq!(run["first_received_us"], 1_000_000);
+        assert_eq!(run["last_received_us"], 1_009_000);
         let hdr = run["latency_us"]["hdr"].as_str().expect("hdr");
         assert_eq!(hist::decode(hdr).expect("decode").len(), 8);
     }

@@ -147,6 +147,26 @@ pub struct Delivery {
     pub backlog: u64,
     /// Delivery latency (sent to received) p99, microseconds.
     pub p99_us: u64,
+    /// From the first to the last of those arrivals, microseconds.
+    #[serde(default)]
+    pub span_us: u64,
+}
+
+impl Delivery {
+    /// Messages delivered per second in a step of `step`: those in time
+    /// over the time they took to arrive, never less than the step.
+    ///
+    /// A server that keeps up delivers a step's messages over about the
+    /// step (shifted by its delivery latency), so this is the offered
+    /// rate. One whose queue grows delivers them at its own pace, spread
+    /// beyond the step into the grace period, so this is that pace however
+    /// long the grace: counting arrivals by the deadline alone would let a
+    /// step of `D` seconds pass at up to `(D + grace) / (0.95 D)` times the
+    /// server's capacity.
+    pub fn rate(&self, step: Duration) -> f64 {
+        let span = (self.span_us as f64 / 1e6).max(step.as_secs_f64());
+        self.in_time as f64 / span
+    }
 }
 
 /// What one step measured.
@@ -278,11 +298,11 @@ fn judge_delivery(
         why.push("no delivery figures from the sink".to_string());
         return;
     };
-    let wanted = offered * step.as_secs_f64();
-    if (d.in_time as f64) < MIN_SHARE * wanted {
+    let rate = d.rate(step);
+    if rate < MIN_SHARE * offered {
         let mut text = format!(
-            "delivered {:.0}% in time < {:.0}%",
-            100.0 * d.in_time as f64 / wanted,
+            "delivered {:.0}% of offered < {:.0}%",
+            100.0 * rate / offered,
             100.0 * MIN_SHARE
         );
         if d.backlog > 0 {
@@ -379,7 +399,7 @@ mod tests {
     }
 
     #[test]
-    fn delivery_is_judged_against_the_offered_count() {
+    fn delivery_is_judged_as_a_rate_against_the_offered_one() {
         let o = Objective {
             delivery: true,
             delivery_p99: Some(Duration::from_secs(2)),
@@ -391,21 +411,37 @@ mod tests {
             judge(&o, 100.0, step, &m).reasons,
             ["no delivery figures from the sink"]
         );
+        // Arrived over the step (a span shorter than the step counts as
+        // the step).
         m.delivery = Some(Delivery {
             in_time: 990,
             backlog: 10,
             p99_us: 300_000,
+            span_us: 9_900_000,
         });
         assert!(judge(&o, 100.0, step, &m).pass);
+        // Every message in before the deadline, but spread over 15 s: the
+        // queue grew at a third of the offered rate.
+        m.delivery = Some(Delivery {
+            in_time: 1000,
+            backlog: 0,
+            p99_us: 1_500_000,
+            span_us: 15_000_000,
+        });
+        assert_eq!(
+            judge(&o, 100.0, step, &m).reasons,
+            ["delivered 67% of offered < 95%"]
+        );
         m.delivery = Some(Delivery {
             in_time: 600,
             backlog: 400,
             p99_us: 4_000_000,
+            span_us: 10_000_000,
         });
         assert_eq!(
             judge(&o, 100.0, step, &m).reasons,
             [
-                "delivered 60% in time < 95% (400 accepted, still queued)",
+                "delivered 60% of offered < 95% (400 accepted, still queued)",
                 "delivery-p99 4.00s > 2.00s"
             ]
         );

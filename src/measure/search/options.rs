@@ -51,7 +51,7 @@ pub const FIND_LONGS: &[LongOpt] = &[
         name: "sink-url",
         value: Some("URL"),
         help: "http://HOST:PORT of an smtp-sink --track --metrics behind the server: each \
-               step must also be delivered there at 95% of the offered rate",
+               step's messages must also arrive there at 95% of the offered rate",
     },
 ];
 

@@ -36,16 +36,13 @@ pub fn rate_text(rate: f64) -> String {
     }
 }
 
-/// `errors E%[, delivered D%]` of a step.
+/// `errors E%[, delivered R msg/s]` of a step.
 fn errors_delivered(step: &Step) -> String {
     let m = &step.measure;
     let mut text = format!("errors {:.1}%", 100.0 * m.error_share());
     if let Some(d) = &m.delivery {
-        let wanted = (step.offered * step.duration_secs).max(1.0);
-        text.push_str(&format!(
-            ", delivered {:.0}%",
-            100.0 * d.in_time as f64 / wanted
-        ));
+        let rate = d.rate(std::time::Duration::from_secs_f64(step.duration_secs));
+        text.push_str(&format!(", delivered {} msg/s", rate_text(rate)));
     }
     text
 }

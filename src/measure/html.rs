@@ -662,6 +662,22 @@ fn achieved_vs_offered(report: &Report) -> Option<Section> {
         values: steps.iter().map(|s| (s.offered, s.offered)).collect(),
         points: false,
     };
+    let mut series = vec![ideal, points(true), points(false)];
+    // With --sink-url: the rate the step's messages reached the sink at.
+    let delivered: Vec<(f64, f64)> = steps
+        .iter()
+        .filter_map(|s| {
+            let step = std::time::Duration::from_secs_f64(s.duration_secs);
+            Some((s.offered, s.measure.delivery?.rate(step)))
+        })
+        .collect();
+    if !delivered.is_empty() {
+        series.push(Series {
+            name: "delivered".into(),
+            values: delivered,
+            points: true,
+        });
+    }
     let chart = Chart {
         x: rate_axis(),
         y: Axis {
@@ -669,12 +685,14 @@ fn achieved_vs_offered(report: &Report) -> Option<Section> {
             scale: Scale::Linear,
             format: num,
         },
-        series: vec![ideal, points(true), points(false)],
+        series,
     };
     Some(Section {
         title: "Achieved against offered rate".into(),
         note: "One point per step of the capacity search: where the points leave the \
-               diagonal, the server (or the sessions) fell behind the offered load."
+               diagonal, the server (or the sessions) fell behind the offered load. \
+               With --sink-url, \"delivered\" is the rate the step's messages reached the \
+               sink at: below the diagonal, the server's queue grew."
             .into(),
         body: svg(&chart),
     })

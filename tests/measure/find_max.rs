@@ -336,7 +336,10 @@ fn find_max_through_postfix_into_the_sink() {
     assert!(page.contains("Achieved against offered rate"));
     assert!(page.contains("Latency against offered rate"));
     // A delivered point per step beside the achieved ones.
-    let steps = stderr.lines().filter(|l| l.contains(" msg/s, achieved ")).count();
+    let steps = stderr
+        .lines()
+        .filter(|l| l.contains(" msg/s, achieved "))
+        .count();
     assert_eq!(page.matches("data-series=\"delivered\"").count(), steps);
     let low = follow_up(&endpoint, &metrics, 0.8 * rate, 5, dir.path());
     assert!(low.pass, "0.8 x {rate}: {low:?}\n{stderr}");

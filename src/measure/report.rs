@@ -223,9 +223,16 @@ impl Report {
 
     /// The human-readable report (several lines, each ending in `\n`).
     pub fn render(&self) -> String {
-        let c = &self.counters;
-        let lmtp = self.protocol == "LMTP";
         let mut out = String::new();
+        self.render_totals(&mut out);
+        self.render_replies(&mut out);
+        self.render_latency(&mut out);
+        out
+    }
+
+    /// The run, its time, counts and throughput (and TLS) lines.
+    fn render_totals(&self, out: &mut String) {
+        let c = &self.counters;
         let runs = match &self.shards {
             Some(set) => format!("run {}, {}", self.run_ids.join(", "), set.text()),
             None if self.runs == 1 => format!("run {}", self.run_ids.join(", ")),
@@ -288,6 +295,11 @@ impl Report {
             }
             out.push('\n');
         }
+    }
+
+    /// The `reply codes` lines: the codes each stage got.
+    fn render_replies(&self, out: &mut String) {
+        let lmtp = self.protocol == "LMTP";
         let _ = writeln!(out, "  reply codes");
         for phase in Phase::ALL.into_iter().filter(|p| p.has_replies()) {
             let i = phase.index();
@@ -303,6 +315,11 @@ impl Report {
             }
             out.push('\n');
         }
+    }
+
+    /// The latency table: percentiles per phase, in milliseconds.
+    fn render_latency(&self, out: &mut String) {
+        let lmtp = self.protocol == "LMTP";
         let _ = writeln!(
             out,
             "  {:<15}{:>8} {:>10} {:>10} {:>10} {:>10} {:>10}",
@@ -326,7 +343,6 @@ impl Report {
                 hist::ms(s.max)
             );
         }
-        out
     }
 
     /// The `--report=timeline` table (lines end in `\n`).

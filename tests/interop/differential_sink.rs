@@ -72,7 +72,42 @@ fn transcript(addr: SocketAddr, chunks: &[&[u8]]) -> String {
             return out;
         }
     }
+    // Close our side and wait for the sink's close: the session has ended
+    // there (and its end is counted, as with -c) before the caller kills it.
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let _ = s.set_read_timeout(Some(common::TIMEOUT));
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    if !rest.is_empty() {
+        out.push_str(&format!(
+            "<< after close {:?}\n",
+            String::from_utf8_lossy(&rest)
+        ));
+    }
     out
+}
+
+/// Kill both sinks once each has finished with the sessions so far.
+///
+/// [`transcript`] returns only after a sink closed the connection, and
+/// both sinks account a session's end (the `-c` line, the `-v`
+/// `disconnect`) in the same event-loop step as the close. A further
+/// connection's first event (banner or close) comes from a later step, so
+/// once it is seen that accounting has been written; the connection stays
+/// open until the kill so that it is not accounted itself.
+fn kill_settled(theirs: Sink, ours: Sink) -> (common::Output, common::Output) {
+    let held = [settle(theirs.addr), settle(ours.addr)];
+    let both = (theirs.kill(), ours.kill());
+    drop(held);
+    both
+}
+
+/// Connect to `addr` and wait (bounded) for its first byte or its close.
+fn settle(addr: SocketAddr) -> Option<TcpStream> {
+    let mut s = TcpStream::connect_timeout(&addr, common::TIMEOUT).ok()?;
+    s.set_read_timeout(Some(common::TIMEOUT)).ok()?;
+    let _ = s.read(&mut [0u8; 1]);
+    Some(s)
 }
 
 fn both(test: &str, args: &[&str], dir: Option<(&Path, &Path)>) -> Option<(Sink, Sink)> {
@@ -98,7 +133,7 @@ fn compare(test: &str, args: &[&str], sessions: &[&[&[u8]]]) {
         let got = transcript(ours.addr, chunks);
         assert_eq!(got, want, "args {args:?}");
     }
-    let (t, o) = (theirs.kill(), ours.kill());
+    let (t, o) = kill_settled(theirs, ours);
     assert_eq!(o.stdout_text(), t.stdout_text(), "stdout, args {args:?}");
     assert_eq!(o.stderr_text(), t.stderr_text(), "stderr, args {args:?}");
 }
@@ -299,13 +334,15 @@ fn compare_dumps(test: &str, args: &[&str], sessions: &[&[&[u8]]]) {
         let got = transcript(ours.addr, chunks);
         assert_eq!(got, want, "args {args:?}");
     }
-    std::thread::sleep(Duration::from_millis(100));
+    // Dumps are complete by the time the sink has ended the sessions.
+    let held = [settle(theirs.addr), settle(ours.addr)];
     assert_eq!(
         dump_files(od.path()),
         dump_files(td.path()),
         "args {args:?}"
     );
-    let (t, o) = (theirs.kill(), ours.kill());
+    let (t, o) = kill_settled(theirs, ours);
+    drop(held);
     assert_eq!(o.stderr_text(), t.stderr_text(), "stderr, args {args:?}");
 }
 
@@ -473,7 +510,7 @@ fn dump_directory_modes_follow_umask() {
             let want = dir_modes(td.path());
             assert!(want.len() >= 3, "reference made {want:?}");
             assert_eq!(dir_modes(od.path()), want, "umask {umask} {args:?}");
-            let (t, o) = (theirs.kill(), ours.kill());
+            let (t, o) = kill_settled(theirs, ours);
             assert_eq!(o.stderr_text(), t.stderr_text(), "umask {umask} {args:?}");
         }
     }
@@ -557,8 +594,7 @@ fn verbose_end_of_data_not_logged_when_m_ends_the_process() {
     ];
     transcript(theirs.addr, session);
     transcript(ours.addr, session);
-    std::thread::sleep(Duration::from_millis(200));
-    let (t, o) = (theirs.kill(), ours.kill());
+    let (t, o) = kill_settled(theirs, ours);
     let (t, o) = (
         verbose_lines(&t.stderr_text()),
         verbose_lines(&o.stderr_text()),
@@ -617,8 +653,7 @@ fn verbose_output_over_whole_sessions() {
             let want = transcript(theirs.addr, chunks);
             assert_eq!(transcript(ours.addr, chunks), want, "args {args:?}");
         }
-        std::thread::sleep(Duration::from_millis(200));
-        let (t, o) = (theirs.kill(), ours.kill());
+        let (t, o) = kill_settled(theirs, ours);
         let (t, o) = (
             verbose_lines(&t.stderr_text()),
             verbose_lines(&o.stderr_text()),

@@ -368,6 +368,12 @@ impl Client {
         std::mem::take(&mut self.buf)
     }
 
+    /// Close our side and wait (bounded) for the peer's close.
+    pub fn hang_up(&mut self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+        self.read_to_eof();
+    }
+
     /// True if the peer has closed (EOF or reset) within `limit`, with no
     /// data in between; data read is kept for the next call.
     pub fn closed_within(&mut self, limit: Duration) -> bool {

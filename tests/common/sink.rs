@@ -28,6 +28,15 @@ impl Sink {
         self.proc.kill()
     }
 
+    /// Kill the sink once it has finished with every session that it has
+    /// closed (see [`settle`]), and collect its output.
+    pub fn kill_settled(self) -> Output {
+        let held = settle(self.addr);
+        let out = self.proc.kill();
+        drop(held);
+        out
+    }
+
     /// Wait for the sink to exit on its own (bounded), then collect.
     pub fn finish(self) -> Output {
         self.proc.finish(TIMEOUT)
@@ -188,4 +197,20 @@ pub fn silent_for(c: &mut Client, limit: Duration) -> bool {
     );
     let _ = c.stream.set_read_timeout(Some(TIMEOUT));
     silent
+}
+
+/// Wait until the sink at `addr` has finished with every session it has
+/// closed: connect and wait (bounded) for the first byte or the close.
+///
+/// A sink (ours with one loop, Postfix's) accounts a session's end (the
+/// `-c` line, the `-v` `disconnect`, the dump file) in the same event-loop
+/// step as its close, and a new connection's first event comes from a
+/// later step. Keep the returned connection open until the sink is killed,
+/// so that it is not accounted itself.
+pub fn settle(addr: SocketAddr) -> Option<std::net::TcpStream> {
+    use std::io::Read as _;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, TIMEOUT).ok()?;
+    s.set_read_timeout(Some(TIMEOUT)).ok()?;
+    let _ = s.read(&mut [0u8; 1]);
+    Some(s)
 }

@@ -12,7 +12,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::sink::{files_in, mask_dump, shared_tempdir, start_at, Sink};
+use common::sink::{files_in, mask_dump, settle, shared_tempdir, start_at, Sink};
 use common::{our_sink, postfix_or_skip, POSTFIX_SINK};
 
 /// How long the peer must stay silent before a step's output is complete.
@@ -87,27 +87,13 @@ fn transcript(addr: SocketAddr, chunks: &[&[u8]]) -> String {
     out
 }
 
-/// Kill both sinks once each has finished with the sessions so far.
-///
-/// [`transcript`] returns only after a sink closed the connection, and
-/// both sinks account a session's end (the `-c` line, the `-v`
-/// `disconnect`) in the same event-loop step as the close. A further
-/// connection's first event (banner or close) comes from a later step, so
-/// once it is seen that accounting has been written; the connection stays
-/// open until the kill so that it is not accounted itself.
+/// Kill both sinks once each has finished with the sessions so far
+/// ([`settle`]; [`transcript`] returns only after a sink closed).
 fn kill_settled(theirs: Sink, ours: Sink) -> (common::Output, common::Output) {
     let held = [settle(theirs.addr), settle(ours.addr)];
     let both = (theirs.kill(), ours.kill());
     drop(held);
     both
-}
-
-/// Connect to `addr` and wait (bounded) for its first byte or its close.
-fn settle(addr: SocketAddr) -> Option<TcpStream> {
-    let mut s = TcpStream::connect_timeout(&addr, common::TIMEOUT).ok()?;
-    s.set_read_timeout(Some(common::TIMEOUT)).ok()?;
-    let _ = s.read(&mut [0u8; 1]);
-    Some(s)
 }
 
 fn both(test: &str, args: &[&str], dir: Option<(&Path, &Path)>) -> Option<(Sink, Sink)> {

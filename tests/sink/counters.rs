@@ -3,8 +3,6 @@
 
 use crate::common;
 
-use std::time::Duration;
-
 use common::sink::{converse, files_in, ours, ours_in, shared_tempdir};
 use common::Client;
 
@@ -22,9 +20,8 @@ fn counter_lines() {
     // A session ended by EOF counts as a session, not a quit.
     let mut c = Client::connect(sink.addr);
     c.reply();
-    drop(c);
-    std::thread::sleep(Duration::from_millis(300));
-    let out = sink.kill();
+    c.hang_up();
+    let out = sink.kill_settled();
     assert_eq!(
         out.stdout_text(),
         "sess=0 quit=0 mesg=1\rsess=1 quit=1 mesg=1\rsess=2 quit=1 mesg=1\r"
@@ -74,8 +71,9 @@ fn quit_count_s3() {
     c.read_to_eof();
     let mut c = Client::connect(sink.addr);
     c.reply();
-    drop(c);
-    std::thread::sleep(Duration::from_millis(300));
+    c.hang_up();
+    // That session's end is accounted once a further connection is seen.
+    let _held = common::sink::settle(sink.addr);
     assert!(sink.proc.running());
     let mut c = Client::connect(sink.addr);
     c.reply();

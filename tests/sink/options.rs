@@ -243,8 +243,7 @@ fn verbose_lines() {
     c.reply();
     c.send(b"  \x01noop\r\nQUIT\r\n");
     c.read_to_eof();
-    std::thread::sleep(Duration::from_millis(200));
-    let err = sink.kill().stderr_text();
+    let err = sink.kill_settled().stderr_text();
     let port = err
         .lines()
         .nth(1)
@@ -256,8 +255,10 @@ fn verbose_lines() {
         format!(
             "smtp-sink: name_mask: all\nsmtp-sink: trying... [127.0.0.1]:{port}\n\
              smtp-sink: connect (AF_INET 127.0.0.1)\nsmtp-sink:   ?noop\nsmtp-sink: QUIT\n\
-             smtp-sink: disconnect\n"
-        )
+             smtp-sink: disconnect\n\
+             smtp-sink: connect (AF_INET 127.0.0.1)\n"
+        ),
+        "the last connect is kill_settled's"
     );
 }
 
@@ -282,8 +283,7 @@ fn many_concurrent_sessions() {
             got.ends_with(b"354 End data with <CR><LF>.<CR><LF>\r\n250 2.0.0 Ok\r\n221 Bye\r\n")
         );
     }
-    std::thread::sleep(Duration::from_millis(200));
-    let out = sink.kill();
+    let out = sink.kill_settled();
     assert!(
         out.stdout_text().ends_with("sess=300 quit=300 mesg=300\r"),
         "{}",

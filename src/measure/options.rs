@@ -316,6 +316,21 @@ impl SourceOptions {
                 "--merge sends nothing: --shard, --run-id and --start-at do not apply",
             ));
         }
+        let open_loop = self.rate.is_some() || self.duration.is_some();
+        self.search = self.find.check(open_loop)?;
+        if self.search.is_some() && self.count_given {
+            return Err(Error::fatal(
+                "--find-max sets each step's messages by its rate and duration: not with -m",
+            ));
+        }
+        if self.search.is_some()
+            && (self.shard.is_some() || self.run_id.is_some() || self.start_at.is_some())
+        {
+            return Err(Error::fatal(
+                "--find-max runs each step as a run of its own: not with --shard, --run-id \
+                 or --start-at",
+            ));
+        }
         if self.shard.is_some() && self.run_id.is_none() {
             return Err(Error::fatal(
                 "--shard needs --run-id: one id shared by all shards of the run",
@@ -324,8 +339,6 @@ impl SourceOptions {
         if self.merge && self.metrics.is_some() {
             return Err(Error::fatal("--metrics cannot be used with --merge"));
         }
-        let open_loop = self.rate.is_some() || self.duration.is_some();
-        self.search = self.find.check(open_loop)?;
         if self.search.is_some() && self.merge {
             return Err(Error::fatal("--find-max cannot be used with --merge"));
         }

@@ -292,8 +292,8 @@ impl SourceConfig {
             c.short_option(letter, opt)?;
         }
         c.ext.check(c.old_mode)?;
-        c.measure.check(c.counter)?;
         c.measure.count_given = opts.iter().any(|o| o.key == Key::Short('m'));
+        c.measure.check(c.counter)?;
         if c.measure.merge {
             c.measure.files = operands.to_vec();
             return Ok(c);

@@ -182,6 +182,18 @@ fn bad_search_options_are_one_line() {
             &["--sink-url", "http://127.0.0.1:9"][..],
             "smtp-source: fatal: --sink-url needs --find-max",
         ),
+        (
+            &["--find-max", "-m", "100"][..],
+            "smtp-source: fatal: --find-max sets each step's messages by its rate and duration: not with -m",
+        ),
+        (
+            &["--find-max", "--shard", "0/2"][..],
+            "smtp-source: fatal: --find-max runs each step as a run of its own: not with --shard, --run-id or --start-at",
+        ),
+        (
+            &["--find-max", "--run-id", "00000000000000ab"][..],
+            "smtp-source: fatal: --find-max runs each step as a run of its own: not with --shard, --run-id or --start-at",
+        ),
     ] {
         let mut argv = args.to_vec();
         argv.push("127.0.0.1:9");

@@ -58,6 +58,7 @@ fn a_tarpit_sustains_sessions_over_delay() {
         json.to_str().expect("path"),
         "--html",
         html.to_str().expect("path"),
+        "--report",
         "-s",
         "10",
         &ep,
@@ -94,6 +95,13 @@ fn a_tarpit_sustains_sessions_over_delay() {
         .map(|s| s["measure"]["attempted"].as_u64().expect("attempted"))
         .sum();
     assert_eq!(report["counters"]["attempted"], attempted);
+    // --report: the steps' runs merged, on stderr after the step lines.
+    let merged = format!("smtp-source report: {} runs (", steps.len());
+    assert!(stderr.contains(&merged), "{stderr}");
+    assert!(
+        stderr.contains(&format!("  messages     {attempted} attempted, ")),
+        "{stderr}"
+    );
     assert!(report["timeline"]["intervals"]
         .as_array()
         .is_some_and(|i| !i.is_empty()));

@@ -170,10 +170,11 @@ pub async fn run(config: SourceConfig, search: SearchConfig) -> Result<Summary> 
     })
 }
 
-/// `--json`/`--html`: the steps' run reports merged (their timelines line
-/// up on the epoch) with the search's steps and outcome.
+/// `--report` (stderr), `--json`, `--html`: the steps' run reports merged
+/// (their timelines line up on the epoch) with the search's steps and
+/// outcome.
 fn write_outputs(o: &SourceOptions, reports: &[Report], done: &search::Search) -> Result<()> {
-    if o.json.is_none() && o.html.is_none() {
+    if !o.report && o.json.is_none() && o.html.is_none() {
         return Ok(());
     }
     let mut all = reports
@@ -190,6 +191,13 @@ fn write_outputs(o: &SourceOptions, reports: &[Report], done: &search::Search) -
     all.search = SearchJson::of(done);
     if all.timeline.is_none() {
         all.timeline = Some(timeline::Timeline::merge_all(o.interval_ms(), []));
+    }
+    if o.report {
+        let mut text = all.render();
+        if o.report_timeline {
+            text.push_str(&all.render_timeline());
+        }
+        print_stderr(&text);
     }
     if let Some(out) = &o.json {
         write_json(out, &all.to_json())?;

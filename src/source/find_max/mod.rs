@@ -63,6 +63,7 @@ impl SourceSteps {
             duration: Some(duration),
             json: Some(JsonOut::File(self.report_path.clone())),
             interval_ms: o.interval_ms,
+            progress: o.progress,
             track: o.track || self.sink.is_some(),
             quiet_rejects: true,
             ..SourceOptions::default()

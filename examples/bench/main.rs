@@ -366,10 +366,32 @@ fn render_saved(path: &Path) -> Result<String, String> {
 // Locating binaries, machine description
 // ---------------------------------------------------------------------------
 
+/// Variables `cargo run` sets for the program it runs. They must not reach
+/// the nested build: a build script that watches one of them (ring's
+/// watches `CARGO_MANIFEST_DIR`) would then run again, here and again in the
+/// next `cargo run`, rebuilding the crates above it (a minute of both
+/// cores) right before every measurement.
+const CARGO_RUN_ENV_PREFIXES: [&str; 5] = [
+    "CARGO_MANIFEST_",
+    "CARGO_PKG_",
+    "CARGO_CRATE_",
+    "CARGO_BIN_",
+    "CARGO_PRIMARY_PACKAGE",
+];
+
 fn cargo_build() -> Result<(), String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     eprintln!("bench: cargo build --release --bins");
-    let st = Command::new(cargo)
+    let mut cmd = Command::new(cargo);
+    for (name, _) in std::env::vars_os() {
+        let set_by_run = name
+            .to_str()
+            .is_some_and(|n| CARGO_RUN_ENV_PREFIXES.iter().any(|p| n.starts_with(p)));
+        if set_by_run {
+            cmd.env_remove(name);
+        }
+    }
+    let st = cmd
         .args(["build", "--release", "--bins"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdout(Stdio::null())

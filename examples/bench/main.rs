@@ -13,7 +13,9 @@
 //! loopback port. Measured: the source's wall time and CPU (wait4 rusage),
 //! the sink's CPU (utime+stime delta of /proc/PID/stat across the run). The
 //! `idle` workload holds N connected idle sessions against each sink and
-//! reports the sink's resident memory growth per session. Markdown goes to
+//! reports the sink's resident memory growth per session. The `metrics` and
+//! `policy` workloads run ours → ours only, with `/metrics` of both tools
+//! scraped (scrape.rs) or a 100-rule policy on the sink. Markdown goes to
 //! stdout, progress to stderr, raw samples to `--json FILE`.
 //!
 //! Without `--ours-dir`, the bench runs `cargo build --release --bins` and
@@ -23,10 +25,11 @@
 
 mod floor;
 mod model;
+mod scrape;
 
 use model::{
-    Cell, FloorCheck, IdleSample, Kind, Outcome, Report, RunSample, Side, Workload, CELL_NAMES,
-    IDLE_SINKS, WORKLOADS,
+    Cell, FloorCheck, Harness, IdleSample, Kind, Outcome, Report, RunSample, Side, Workload,
+    CELL_NAMES, IDLE_SINKS, WORKLOADS,
 };
 use std::ffi::OsString;
 use std::fs::File;
@@ -242,7 +245,8 @@ fn real_main() -> Result<ExitCode, String> {
     let mut checks: Vec<FloorCheck> = Vec::new();
     if opts.cells.contains(&model::CELLS[4]) {
         for w in &opts.workloads {
-            if matches!(w.kind, Kind::Traffic { .. }) {
+            let traffic = matches!(w.kind, Kind::Traffic { .. });
+            if traffic && model::workload_cells(w).contains(&model::CELLS[4]) {
                 let c = floor_check(&opts, w);
                 progress_check(&c, started);
                 checks.push(c);
@@ -362,10 +366,32 @@ fn render_saved(path: &Path) -> Result<String, String> {
 // Locating binaries, machine description
 // ---------------------------------------------------------------------------
 
+/// Variables `cargo run` sets for the program it runs. They must not reach
+/// the nested build: a build script that watches one of them (ring's
+/// watches `CARGO_MANIFEST_DIR`) would then run again, here and again in the
+/// next `cargo run`, rebuilding the crates above it (a minute of both
+/// cores) right before every measurement.
+const CARGO_RUN_ENV_PREFIXES: [&str; 5] = [
+    "CARGO_MANIFEST_",
+    "CARGO_PKG_",
+    "CARGO_CRATE_",
+    "CARGO_BIN_",
+    "CARGO_PRIMARY_PACKAGE",
+];
+
 fn cargo_build() -> Result<(), String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     eprintln!("bench: cargo build --release --bins");
-    let st = Command::new(cargo)
+    let mut cmd = Command::new(cargo);
+    for (name, _) in std::env::vars_os() {
+        let set_by_run = name
+            .to_str()
+            .is_some_and(|n| CARGO_RUN_ENV_PREFIXES.iter().any(|p| n.starts_with(p)));
+        if set_by_run {
+            cmd.env_remove(name);
+        }
+    }
+    let st = cmd
         .args(["build", "--release", "--bins"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdout(Stdio::null())
@@ -504,10 +530,11 @@ fn report_header(
 fn progress_run(opts: &Options, s: &RunSample, started: Instant) {
     let what = match (&s.outcome, s.wall_s) {
         (Outcome::Ok, Some(w)) => format!(
-            "{w:.3} s, {:.0} msg/s, source CPU {:.3} s, sink CPU {:.3} s",
+            "{w:.3} s, {:.0} msg/s, source CPU {:.3} s, sink CPU {:.3} s{}",
             s.msgs_per_s().unwrap_or(0.0),
             s.source_cpu_s().unwrap_or(0.0),
-            s.sink_cpu_s.unwrap_or(0.0)
+            s.sink_cpu_s.unwrap_or(0.0),
+            s.scrapes.map(|c| format!(", {c}")).unwrap_or_default()
         ),
         (o, _) => format!(
             "FAILED: {}{}",
@@ -624,6 +651,8 @@ fn is_root() -> bool {
 struct Sink {
     child: Child,
     port: u16,
+    /// The `--metrics` address, when the sink serves one.
+    metrics: Option<SocketAddr>,
     stderr: File,
 }
 
@@ -690,14 +719,29 @@ fn pick_port() -> Option<u16> {
 }
 
 /// Start a sink and wait until it greets with our unique hostname and is
-/// the only listener on its port. Retries on port races.
-fn start_sink(bin: &Path, workload_args: &[String], backlog: u32) -> Result<Sink, String> {
+/// the only listener on its port. Retries on port races. With `metrics`,
+/// the sink also serves `/metrics` on a free loopback port of its own.
+fn start_sink(
+    bin: &Path,
+    workload_args: &[String],
+    backlog: u32,
+    metrics: bool,
+) -> Result<Sink, String> {
     static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let mut last_err = String::from("no attempt");
     for _ in 0..SINK_START_ATTEMPTS {
         let Some(port) = pick_port() else {
             last_err = "no free port".into();
             continue;
+        };
+        // A metrics port taken meanwhile makes the sink exit: next attempt.
+        let metrics = match metrics.then(pick_port) {
+            None => None,
+            Some(Some(p)) => Some(SocketAddr::from((Ipv4Addr::LOCALHOST, p))),
+            Some(None) => {
+                last_err = "no free port for --metrics".into();
+                continue;
+            }
         };
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let token = format!("bench{}x{n}", std::process::id());
@@ -706,9 +750,11 @@ fn start_sink(bin: &Path, workload_args: &[String], backlog: u32) -> Result<Sink
         if is_root() {
             cmd.args(["-u", "nobody"]);
         }
-        cmd.args(["-h", &token])
-            .args(workload_args)
-            .arg(format!("127.0.0.1:{port}"))
+        cmd.args(["-h", &token]).args(workload_args);
+        if let Some(addr) = metrics {
+            cmd.args([model::METRICS_OPTION.to_string(), addr.to_string()]);
+        }
+        cmd.arg(format!("127.0.0.1:{port}"))
             .arg(backlog.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -719,6 +765,7 @@ fn start_sink(bin: &Path, workload_args: &[String], backlog: u32) -> Result<Sink
         let mut sink = Sink {
             child,
             port,
+            metrics,
             stderr,
         };
         match wait_sink_ready(&mut sink, &token) {
@@ -882,6 +929,7 @@ fn run_cell(opts: &Options, w: &Workload, round: u32, cell: Cell) -> RunSample {
         source_sys_s: None,
         sink_cpu_s: None,
         detail: None,
+        scrapes: None,
     };
     let (source_bin, sink_bin) = (
         if cell.source == Side::Ours {
@@ -895,7 +943,26 @@ fn run_cell(opts: &Options, w: &Workload, round: u32, cell: Cell) -> RunSample {
             &opts.postfix_sink
         },
     );
-    let mut sink = match start_sink(sink_bin, &w.sink_args(), SINK_BACKLOG) {
+    // The policy file lives as long as the cell.
+    let policy = match w.harness {
+        Harness::Policy { rules } => match policy_file(rules) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                s.detail = Some(e);
+                return s;
+            }
+        },
+        Harness::Plain | Harness::Scrape => None,
+    };
+    let mut sink_args = w.sink_args();
+    if let Some(f) = &policy {
+        sink_args.extend([
+            model::POLICY_OPTION.to_string(),
+            f.path().display().to_string(),
+        ]);
+    }
+    let scraped = w.harness == Harness::Scrape;
+    let mut sink = match start_sink(sink_bin, &sink_args, SINK_BACKLOG, scraped) {
         Ok(sink) => sink,
         Err(e) => {
             s.outcome = Outcome::SinkStart;
@@ -918,16 +985,23 @@ fn run_source(
     s: &mut RunSample,
 ) -> Result<(), String> {
     let ticks = ticks_per_second();
+    let mut args = w.source_args();
+    let scrape_addrs = source_metrics(sink, &mut args)?;
     let sink_before = read_stat(sink.pid())?;
     let stderr = tempfile::tempfile().map_err(|e| format!("tempfile: {e}"))?;
     let mut cmd = Command::new(bin);
-    cmd.args(w.source_args())
+    cmd.args(args)
         .arg(format!("127.0.0.1:{}", sink.port))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(
             stderr.try_clone().map_err(|e| format!("dup: {e}"))?,
         ));
+    // Started just before the source, so that the first tick finds the
+    // source starting (bench/README.md, "Workloads").
+    let scraper = scrape_addrs
+        .map(|(sink, source)| scrape::Scraper::start(sink, source))
+        .transpose()?;
     let start = Instant::now();
     let child = cmd.spawn().map_err(|e| format!("{}: {e}", bin.display()))?;
     let reaped = wait_with_timeout(child.id() as libc::pid_t, opts.timeout)?;
@@ -936,6 +1010,7 @@ fn run_source(
     drop(child);
     let sink_after = read_stat(sink.pid());
     let sink_gone = sink.exited();
+    let scraped = scraper.map(scrape::Scraper::finish).transpose()?;
 
     s.wall_s = Some(wall);
     s.source_user_s = Some(tv_s(reaped.rusage.ru_utime));
@@ -971,7 +1046,55 @@ fn run_source(
         }
         s.detail = (!d.is_empty()).then(|| d.join("; "));
     }
+    if let Some(f) = scraped {
+        check_scrapes(s, f);
+    }
     Ok(())
+}
+
+/// With a sink serving `/metrics`, give the source `--metrics` on a free
+/// loopback port too; the two addresses to scrape.
+fn source_metrics(
+    sink: &Sink,
+    source_args: &mut Vec<String>,
+) -> Result<Option<(SocketAddr, SocketAddr)>, String> {
+    let Some(sink_addr) = sink.metrics else {
+        return Ok(None);
+    };
+    let port = pick_port().ok_or("no free port for the source's --metrics")?;
+    let source_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    source_args.extend([model::METRICS_OPTION.to_string(), source_addr.to_string()]);
+    Ok(Some((sink_addr, source_addr)))
+}
+
+/// Record the scrapes; a run in which no scrape of the sink's page
+/// succeeded measured nothing of their cost and is an error.
+fn check_scrapes(s: &mut RunSample, f: scrape::Finished) {
+    s.scrapes = Some(f.scrapes);
+    if s.outcome.is_ok() && f.scrapes.sink_ok == 0 {
+        s.outcome = Outcome::Error;
+        s.detail = Some(format!(
+            "no successful scrape of the sink's /metrics ({}){}",
+            f.scrapes,
+            f.sink_error
+                .map(|e| format!(", last error: {e}"))
+                .unwrap_or_default()
+        ));
+    }
+}
+
+/// The `policy` workload's file (model::accept_all_policy) in a temporary
+/// file, removed when dropped.
+fn policy_file(rules: usize) -> Result<tempfile::NamedTempFile, String> {
+    let mut f = tempfile::Builder::new()
+        .prefix("smtpstone-bench-policy-")
+        .suffix(".toml")
+        .tempfile()
+        .map_err(|e| format!("policy file: {e}"))?;
+    f.write_all(model::accept_all_policy(rules).as_bytes())
+        .and_then(|()| f.flush())
+        .map_err(|e| format!("policy file {}: {e}", f.path().display()))?;
+    Ok(f)
 }
 
 fn run_idle(opts: &Options, w: &Workload, round: u32, side: Side, sessions: u64) -> IdleSample {
@@ -991,7 +1114,7 @@ fn run_idle(opts: &Options, w: &Workload, round: u32, side: Side, sessions: u64)
     } else {
         &opts.postfix_sink
     };
-    let mut sink = match start_sink(bin, &w.sink_args(), IDLE_BACKLOG) {
+    let mut sink = match start_sink(bin, &w.sink_args(), IDLE_BACKLOG, false) {
         Ok(sink) => sink,
         Err(e) => {
             s.outcome = Outcome::SinkStart;
@@ -1076,6 +1199,7 @@ fn run_floor(opts: &Options, w: &Workload, round: u32) -> RunSample {
         source_sys_s: None,
         sink_cpu_s: None,
         detail: None,
+        scrapes: None,
     };
     let server = match floor::Server::start(w.dialogue().starttls, SINK_BACKLOG) {
         Ok(server) => server,

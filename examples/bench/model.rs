@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
+use std::time::Duration;
 
 // ---------------------------------------------------------------------------
 // Implementations and cells
@@ -110,12 +111,45 @@ pub struct Workload {
     pub sink_extra: &'static [&'static str],
     /// Extension workloads run only ours → ours (Postfix has no such options).
     pub ours_only: bool,
+    /// What the bench adds to each cell at run time.
+    pub harness: Harness,
 }
+
+/// What the bench adds to a cell at run time, beyond the static options
+/// (bench/README.md, "Workloads").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Harness {
+    /// Nothing.
+    Plain,
+    /// `--metrics 127.0.0.1:PORT` on both tools (free ports picked per
+    /// cell), and a scraper in the bench polling both `/metrics` pages
+    /// every [`SCRAPE_INTERVAL`] while the source runs.
+    Scrape,
+    /// `--policy FILE` on the sink, FILE holding [`accept_all_policy`]
+    /// with this many rules, written by the bench for the cell.
+    Policy { rules: usize },
+}
+
+/// The option that turns on a tool's metrics listener (README.md,
+/// "Prometheus metrics").
+pub const METRICS_OPTION: &str = "--metrics";
+/// The sink's policy option (docs/policy.md).
+pub const POLICY_OPTION: &str = "--policy";
+
+/// Interval between two scrapes of each `/metrics` page in the `metrics`
+/// workload: the cell's spec (bench/README.md) polls every 100 ms, 100 to
+/// 600 times as often as a usual Prometheus scrape interval, so that the
+/// cost of being scraped shows at all.
+pub const SCRAPE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Rules of the `policy` workload's file: the spec's cell (bench/README.md)
+/// walks 100 rules for every message.
+pub const POLICY_RULES: usize = 100;
 
 const NONE: &[&str] = &[];
 
 /// Every workload, in report order. Sizes are those the benchmark brief set.
-pub const WORKLOADS: [Workload; 9] = [
+pub const WORKLOADS: [Workload; 11] = [
     Workload {
         name: "conn",
         kind: Kind::Traffic {
@@ -128,6 +162,7 @@ pub const WORKLOADS: [Workload; 9] = [
         source_extra: NONE,
         sink_extra: NONE,
         ours_only: false,
+        harness: Harness::Plain,
     },
     Workload {
         name: "reuse",
@@ -141,6 +176,7 @@ pub const WORKLOADS: [Workload; 9] = [
         source_extra: NONE,
         sink_extra: NONE,
         ours_only: false,
+        harness: Harness::Plain,
     },
     Workload {
         name: "big",
@@ -154,6 +190,7 @@ pub const WORKLOADS: [Workload; 9] = [
         source_extra: NONE,
         sink_extra: NONE,
         ours_only: false,
+        harness: Harness::Plain,
     },
     Workload {
         name: "bigtls",
@@ -167,6 +204,7 @@ pub const WORKLOADS: [Workload; 9] = [
         source_extra: &["--starttls"],
         sink_extra: &["--tls-self-signed"],
         ours_only: true,
+        harness: Harness::Plain,
     },
     Workload {
         name: "wide",
@@ -180,6 +218,7 @@ pub const WORKLOADS: [Workload; 9] = [
         source_extra: NONE,
         sink_extra: NONE,
         ours_only: false,
+        harness: Harness::Plain,
     },
     Workload {
         name: "idle",
@@ -188,6 +227,7 @@ pub const WORKLOADS: [Workload; 9] = [
         source_extra: NONE,
         sink_extra: NONE,
         ours_only: false,
+        harness: Harness::Plain,
     },
     Workload {
         name: "pipe",
@@ -201,6 +241,7 @@ pub const WORKLOADS: [Workload; 9] = [
         source_extra: &["--ehlo", "--pipelining"],
         sink_extra: NONE,
         ours_only: true,
+        harness: Harness::Plain,
     },
     Workload {
         name: "tls",
@@ -214,6 +255,7 @@ pub const WORKLOADS: [Workload; 9] = [
         source_extra: &["--starttls"],
         sink_extra: &["--tls-self-signed"],
         ours_only: true,
+        harness: Harness::Plain,
     },
     Workload {
         name: "tlsconn",
@@ -227,6 +269,37 @@ pub const WORKLOADS: [Workload; 9] = [
         source_extra: &["--starttls"],
         sink_extra: &["--tls-self-signed"],
         ours_only: true,
+        harness: Harness::Plain,
+    },
+    Workload {
+        name: "metrics",
+        kind: Kind::Traffic {
+            sessions: 20,
+            msg_len: 5120,
+            messages: 50_000,
+            reuse: true,
+        },
+        sink_max_sessions: None,
+        source_extra: NONE,
+        sink_extra: NONE,
+        ours_only: true,
+        harness: Harness::Scrape,
+    },
+    Workload {
+        name: "policy",
+        kind: Kind::Traffic {
+            sessions: 20,
+            msg_len: 5120,
+            messages: 50_000,
+            reuse: true,
+        },
+        sink_max_sessions: None,
+        source_extra: NONE,
+        sink_extra: NONE,
+        ours_only: true,
+        harness: Harness::Policy {
+            rules: POLICY_RULES,
+        },
     },
 ];
 
@@ -370,18 +443,144 @@ impl Workload {
     pub fn describe(&self) -> String {
         match self.kind {
             Kind::Traffic { .. } => {
-                let mut s = format!("smtp-source {}", self.source_args().join(" "));
-                let sink = self.sink_args();
+                let mut source = self.source_args();
+                let mut sink = self.sink_args();
+                let mut note = String::new();
+                match self.harness {
+                    Harness::Plain => {}
+                    Harness::Scrape => {
+                        let m = [METRICS_OPTION.into(), "127.0.0.1:PORT".into()];
+                        source.extend(m.clone());
+                        sink.extend(m);
+                        note = format!(
+                            "; both `/metrics` pages scraped every {} ms (HTTP/1.1 keep-alive)",
+                            SCRAPE_INTERVAL.as_millis()
+                        );
+                    }
+                    Harness::Policy { rules } => {
+                        sink.extend([POLICY_OPTION.into(), "FILE".into()]);
+                        note = format!(
+                            "; FILE: {rules} rules that match no message, the default accepts"
+                        );
+                    }
+                }
+                let mut s = format!("smtp-source {}", source.join(" "));
                 if !sink.is_empty() {
                     let _ = write!(s, "; smtp-sink {}", sink.join(" "));
                 }
-                s
+                s + &note
             }
             Kind::Idle { sessions } => format!(
                 "{sessions} idle connected sessions held by the bench; smtp-sink {}",
                 self.sink_args().join(" ")
             ),
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// What the harnesses need: the policy file, HTTP response heads
+// ---------------------------------------------------------------------------
+
+/// The `policy` workload's file (docs/policy.md): `rules` rules that match
+/// none of the bench's traffic, then a default that accepts, so that the
+/// MAIL and the RCPT of every message test every rule. The bench's sessions
+/// come from 127.0.0.1 with sender and recipient `foo@HOSTNAME` and HELO
+/// HOSTNAME (smtp-source's defaults); the rules name domains under
+/// `.invalid` (RFC 2606), documentation networks (RFC 5737, RFC 3849) and
+/// local parts starting with a letter and a digit. Were a rule to match
+/// after all, it would defer half of the recipients, which the source
+/// reports.
+pub fn accept_all_policy(rules: usize) -> String {
+    let mut text = format!(
+        "# smtpstone bench, `policy` workload: {rules} rules that match no message\n\
+         # of the bench's traffic, and a default that accepts (bench/README.md).\n"
+    );
+    for i in 0..rules {
+        let _ = write!(text, "\n[[rule]]\nname = \"r{i}\"\n");
+        // Two shapes, as a real file mixes them: recipient domains and a
+        // sender pattern (as the 100-rule policy of src/sink/policy/tests.rs),
+        // or client networks and a recipient pattern.
+        let _ = if i % 2 == 0 {
+            write!(
+                text,
+                "recipient_domain = [\"d{i}.invalid\", \"*.d{i}.invalid\"]\n\
+                 sender = [\"s{i}-*@*\"]\n"
+            )
+        } else {
+            write!(
+                text,
+                "client = [\"192.0.2.{}/32\", \"2001:db8::{i:x}/128\"]\n\
+                 recipient = [\"r{i}-*@*\"]\n",
+                i % 256
+            )
+        };
+        let _ = write!(
+            text,
+            "[[rule.rcpt]]\noutcome = \"defer\"\nprobability = 0.5\n\
+             replies = [\"451 4.3.0 bench policy rule r{i} matched\"]\n"
+        );
+    }
+    text.push_str("\n[[default.rcpt]]\noutcome = \"accept\"\nprobability = 1.0\n");
+    text
+}
+
+/// What the scraper needs of an HTTP/1.1 response head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResponseHead {
+    pub status: u16,
+    pub content_length: usize,
+    /// `Connection: close`: the server closes after this response.
+    pub close: bool,
+}
+
+/// Bytes up to and including the blank line ending the head of an HTTP
+/// response in `buf`, if it is complete.
+pub fn response_head_len(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+/// Parse an HTTP/1.1 response head (RFC 9112 §4 and §6). Our metrics
+/// server (src/metrics/http.rs) sends every page as one whole body with a
+/// Content-Length, so a chunked or unframed response is an error.
+pub fn parse_response_head(head: &str) -> Result<ResponseHead, ParseError> {
+    let err = |m: String| Err(ParseError(m));
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let mut parts = status_line.splitn(3, ' ');
+    let (Some(version), Some(code)) = (parts.next(), parts.next()) else {
+        return err(format!("status line {status_line:?}"));
+    };
+    if !version.starts_with("HTTP/1.") {
+        return err(format!("status line {status_line:?}"));
+    }
+    let Ok(status) = code.parse::<u16>() else {
+        return err(format!("status line {status_line:?}"));
+    };
+    let mut length = None;
+    let mut close = version == "HTTP/1.0";
+    for line in lines.filter(|l| !l.is_empty()) {
+        let Some((name, value)) = line.split_once(':') else {
+            return err(format!("header line {line:?}"));
+        };
+        let value = value.trim();
+        match name.trim().to_ascii_lowercase().as_str() {
+            "content-length" => match value.parse::<usize>() {
+                Ok(n) => length = Some(n),
+                Err(_) => return err(format!("Content-Length {value:?}")),
+            },
+            "transfer-encoding" => return err(format!("Transfer-Encoding {value:?}")),
+            "connection" => close = value.eq_ignore_ascii_case("close"),
+            _ => {}
+        }
+    }
+    match length {
+        Some(content_length) => Ok(ResponseHead {
+            status,
+            content_length,
+            close,
+        }),
+        None => err("no Content-Length".into()),
     }
 }
 
@@ -541,6 +740,30 @@ pub struct RunSample {
     pub sink_cpu_s: Option<f64>,
     /// First part of stderr or an error text, for failures.
     pub detail: Option<String>,
+    /// Scrapes of both `/metrics` pages during the run (the `metrics`
+    /// workload only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scrapes: Option<Scrapes>,
+}
+
+/// Scrapes of the two `/metrics` pages during one run. Failures of the
+/// source's page before its listener is up are expected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scrapes {
+    pub sink_ok: u64,
+    pub sink_failed: u64,
+    pub source_ok: u64,
+    pub source_failed: u64,
+}
+
+impl fmt::Display for Scrapes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "scrapes: sink {} ok, {} failed; source {} ok, {} failed",
+            self.sink_ok, self.sink_failed, self.source_ok, self.source_failed
+        )
+    }
 }
 
 impl RunSample {
@@ -847,12 +1070,34 @@ const RATIO_TABLE_HEAD: &str =
     "\n| ratio | median (min–max) | rounds | target | status |\n|---|---|---|---|---|";
 
 /// The cells a workload runs: all five, or only ours → ours and the floor
-/// for the extension workloads.
+/// for the extension workloads, without the floor for a workload with a
+/// harness (the floor has no metrics listener and no policy: it has
+/// nothing to add there).
 pub fn workload_cells(w: &Workload) -> Vec<Cell> {
     CELLS
         .into_iter()
         .filter(|c| !w.ours_only || *c == OO || *c == FF)
+        .filter(|c| *c != FF || w.harness == Harness::Plain)
         .collect()
+}
+
+/// What a [`CrossRatio`] compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrossMetric {
+    /// msg/s (source wall clock).
+    MsgRate,
+    /// Sink CPU seconds of the whole cell; both cells send the same number
+    /// of messages, so this is the ratio per message too.
+    SinkCpu,
+}
+
+impl CrossMetric {
+    fn value(self, s: &RunSample) -> Option<f64> {
+        match self {
+            CrossMetric::MsgRate => s.msgs_per_s(),
+            CrossMetric::SinkCpu => s.sink_cpu_s,
+        }
+    }
 }
 
 /// An extension workload (ours → ours) compared with a cell of a base
@@ -861,15 +1106,17 @@ pub fn workload_cells(w: &Workload) -> Vec<Cell> {
 pub struct CrossRatio {
     pub workload: &'static str,
     pub label: &'static str,
+    pub metric: CrossMetric,
     pub base_workload: &'static str,
     pub base_cell: Cell,
     pub target: Option<Target>,
 }
 
-pub const CROSS_RATIOS: [CrossRatio; 3] = [
+pub const CROSS_RATIOS: [CrossRatio; 7] = [
     CrossRatio {
         workload: "pipe",
         label: "msg/s pipe (ours pair) / reuse (Postfix pair)",
+        metric: CrossMetric::MsgRate,
         base_workload: "reuse",
         base_cell: PP,
         target: Some(Target::AtLeast(3.0)),
@@ -877,6 +1124,7 @@ pub const CROSS_RATIOS: [CrossRatio; 3] = [
     CrossRatio {
         workload: "tls",
         label: "msg/s tls (ours pair) / reuse (ours pair)",
+        metric: CrossMetric::MsgRate,
         base_workload: "reuse",
         base_cell: OO,
         target: Some(Target::AtLeast(0.6)),
@@ -884,14 +1132,50 @@ pub const CROSS_RATIOS: [CrossRatio; 3] = [
     CrossRatio {
         workload: "bigtls",
         label: "msg/s bigtls (ours pair) / big (ours pair)",
+        metric: CrossMetric::MsgRate,
         base_workload: "big",
+        base_cell: OO,
+        target: None,
+    },
+    // The cost of being scraped (bench/README.md): msg/s within 3 %, sink
+    // CPU within 5 % of the same round's plain pair.
+    CrossRatio {
+        workload: "metrics",
+        label: "msg/s metrics / reuse (ours pair)",
+        metric: CrossMetric::MsgRate,
+        base_workload: "reuse",
+        base_cell: OO,
+        target: Some(Target::AtLeast(0.97)),
+    },
+    CrossRatio {
+        workload: "metrics",
+        label: "sink CPU metrics / reuse (ours pair)",
+        metric: CrossMetric::SinkCpu,
+        base_workload: "reuse",
+        base_cell: OO,
+        target: Some(Target::AtMost(1.05)),
+    },
+    // The cost of walking 100 rules per message (bench/README.md).
+    CrossRatio {
+        workload: "policy",
+        label: "sink CPU policy / reuse (ours pair)",
+        metric: CrossMetric::SinkCpu,
+        base_workload: "reuse",
+        base_cell: OO,
+        target: Some(Target::AtMost(1.15)),
+    },
+    CrossRatio {
+        workload: "policy",
+        label: "msg/s policy / reuse (ours pair)",
+        metric: CrossMetric::MsgRate,
+        base_workload: "reuse",
         base_cell: OO,
         target: None,
     },
 ];
 
-/// Per-round msg/s ratio of `c.workload` (ours → ours) to its base cell,
-/// for rounds in which both succeeded.
+/// Per-round ratio of `c.metric` of `c.workload` (ours → ours) to its base
+/// cell, for rounds in which both succeeded.
 pub fn cross_per_round(samples: &[RunSample], c: &CrossRatio) -> Vec<(u32, f64)> {
     let find = |workload: &str, round: u32, cell: Cell| {
         samples.iter().find(|s| {
@@ -906,15 +1190,15 @@ pub fn cross_per_round(samples: &[RunSample], c: &CrossRatio) -> Vec<(u32, f64)>
     )
     .into_iter()
     .filter_map(|r| {
-        let n = find(c.workload, r, OO)?.msgs_per_s()?;
-        let d = find(c.base_workload, r, c.base_cell)?.msgs_per_s()?;
+        let n = c.metric.value(find(c.workload, r, OO)?)?;
+        let d = c.metric.value(find(c.base_workload, r, c.base_cell)?)?;
         (d > 0.0).then(|| (r, n / d))
     })
     .collect()
 }
 
-/// Ratio rows of an extension workload, and for each one the CPU cost per
-/// message (with `tlsconn`, a message is a TLS handshake).
+/// Ratio rows of an extension workload, its CPU cost per message, and the
+/// scrapes of the `metrics` workload.
 fn render_extension(out: &mut String, r: &Report<'_>, w: &Workload) {
     let _ = writeln!(out, "{RATIO_TABLE_HEAD}");
     for c in CROSS_RATIOS.iter().filter(|c| c.workload == w.name) {
@@ -933,13 +1217,24 @@ fn render_extension(out: &mut String, r: &Report<'_>, w: &Workload) {
             status(c.target, sp.map(|s| s.median)),
         );
     }
-    render_ratio_row(out, r, w, RatioKind::FloorRate);
-    render_ratio_row(out, r, w, RatioKind::FloorCpu);
+    if workload_cells(w).contains(&FF) {
+        render_ratio_row(out, r, w, RatioKind::FloorRate);
+        render_ratio_row(out, r, w, RatioKind::FloorCpu);
+    }
     let ok: Vec<&RunSample> = r
         .runs
         .iter()
         .filter(|s| s.workload == w.name && s.cell() == OO && s.outcome.is_ok())
         .collect();
+    render_per_message(out, w, &ok);
+    if w.harness == Harness::Scrape {
+        render_scrapes(out, &ok);
+    }
+}
+
+/// CPU cost per message of the ours → ours runs `ok` (with `tlsconn`, a
+/// message is a TLS handshake).
+fn render_per_message(out: &mut String, w: &Workload, ok: &[&RunSample]) {
     let per_msg_us = |f: &dyn Fn(&RunSample) -> Option<f64>| -> Vec<f64> {
         ok.iter()
             .filter_map(|s| Some(f(s)? * 1e6 / s.messages.max(1) as f64))
@@ -956,9 +1251,30 @@ fn render_extension(out: &mut String, r: &Report<'_>, w: &Workload) {
          | {unit}s/s | {} |\n\
          | source CPU µs per {unit} | {} |\n\
          | sink CPU µs per {unit} | {} |",
-        fmt_spread(spread(&col(&ok, |s| s.msgs_per_s())), 0),
+        fmt_spread(spread(&col(ok, |s| s.msgs_per_s())), 0),
         fmt_spread(spread(&per_msg_us(&|s| s.source_cpu_s())), 0),
         fmt_spread(spread(&per_msg_us(&|s| s.sink_cpu_s)), 0),
+    );
+}
+
+/// Scrapes per run of the `metrics` workload's successful runs `ok`, so
+/// that a reader sees the pages were polled.
+fn render_scrapes(out: &mut String, ok: &[&RunSample]) {
+    let count = |f: fn(&Scrapes) -> u64| {
+        fmt_spread(
+            spread(&col(ok, |s| s.scrapes.as_ref().map(|c| f(c) as f64))),
+            0,
+        )
+    };
+    let _ = writeln!(
+        out,
+        "\n| `/metrics` scrapes per run | ok | failed |\n|---|---|---|\n\
+         | sink | {} | {} |\n\
+         | source | {} | {} |",
+        count(|c| c.sink_ok),
+        count(|c| c.sink_failed),
+        count(|c| c.source_ok),
+        count(|c| c.source_failed),
     );
 }
 
@@ -1268,10 +1584,16 @@ fn cell_rate(r: &Report<'_>, workload: &str, cell: Cell) -> Option<f64> {
 /// One table of every traffic workload: pair msg/s of ours, Postfix and
 /// the floor, ours/Postfix and ours/floor (per round, medianed).
 fn render_summary(out: &mut String, r: &Report<'_>) {
+    // A workload with neither Postfix's pair nor the floor (`metrics`,
+    // `policy`) has nothing to show here.
     let traffic: Vec<&Workload> = r
         .workloads
         .iter()
         .filter(|w| matches!(w.kind, Kind::Traffic { .. }))
+        .filter(|w| {
+            let cells = workload_cells(w);
+            cells.contains(&PP) || cells.contains(&FF)
+        })
         .collect();
     if traffic.is_empty() {
         return;
@@ -1534,6 +1856,7 @@ mod tests {
             source_sys_s: Some(cpu / 2.0),
             sink_cpu_s: Some(sink_cpu),
             detail: None,
+            scrapes: None,
         }
     }
 
@@ -1967,6 +2290,238 @@ mod tests {
         c.floor = None;
         c.detail = Some("floor client: refused".into());
         assert!(!c.same());
+    }
+
+    #[test]
+    fn harness_workloads_run_ours_only_without_the_floor() {
+        let reuse = workload("reuse").unwrap();
+        for name in ["metrics", "policy"] {
+            let w = workload(name).unwrap();
+            assert_eq!(workload_cells(&w), vec![OO], "{name}");
+            assert_eq!(
+                w.source_args(),
+                reuse.source_args(),
+                "{name}: reuse's traffic"
+            );
+            assert!(w.sink_args().is_empty(), "{name}");
+            assert_eq!(w.dialogue(), Dialogue::default(), "{name}");
+            assert_eq!(w.scaled(10).harness, w.harness, "{name}");
+            assert_eq!(w.scaled(10).source_args(), reuse.scaled(10).source_args());
+        }
+        let names: Vec<&str> = WORKLOADS.iter().map(|w| w.name).collect();
+        assert_eq!(names[9..], ["metrics", "policy"], "after the others");
+        assert_eq!(workload("metrics").unwrap().harness, Harness::Scrape);
+        assert_eq!(
+            workload("policy").unwrap().harness,
+            Harness::Policy { rules: 100 }
+        );
+        assert_eq!(
+            workload("metrics").unwrap().describe(),
+            "smtp-source -s 20 -d -l 5120 -m 50000 --metrics 127.0.0.1:PORT; \
+             smtp-sink --metrics 127.0.0.1:PORT; \
+             both `/metrics` pages scraped every 100 ms (HTTP/1.1 keep-alive)"
+        );
+        assert_eq!(
+            workload("policy").unwrap().describe(),
+            "smtp-source -s 20 -d -l 5120 -m 50000; smtp-sink --policy FILE; \
+             FILE: 100 rules that match no message, the default accepts"
+        );
+        // The other workloads keep their cells and descriptions.
+        assert_eq!(workload_cells(&workload("pipe").unwrap()), vec![OO, FF]);
+        assert_eq!(reuse.describe(), "smtp-source -s 20 -d -l 5120 -m 50000");
+    }
+
+    #[test]
+    fn accept_all_policy_loads_and_every_message_walks_every_rule() {
+        use smtpstone::sink::policy::{Outcome as Counted, Policy, PolicyEngine};
+        let text = accept_all_policy(POLICY_RULES);
+        assert_eq!(text.matches("[[rule]]").count(), 100);
+        assert_eq!(text.matches("[[default.rcpt]]").count(), 1);
+        let policy = Policy::parse(&text, "bench.toml").unwrap_or_else(|e| panic!("{e}"));
+        let e = PolicyEngine::new(policy, 1);
+        // The bench's traffic: smtp-source's defaults from 127.0.0.1, any
+        // host name (sender, recipient foo@HOSTNAME, HELO HOSTNAME).
+        for host in ["localhost", "bench-host.example.com", "d4.example"] {
+            let mut s = e.session();
+            let before = s.rules_evaluated();
+            let client = Some(std::net::IpAddr::from([127, 0, 0, 1]));
+            assert!(e.on_connect(&mut s, client, Duration::ZERO).is_accept());
+            e.on_helo(&mut s, host.as_bytes());
+            let addr = format!("<foo@{host}>");
+            for _ in 0..10 {
+                assert!(e
+                    .on_mail(&mut s, addr.as_bytes(), Duration::ZERO)
+                    .is_accept());
+                assert!(e
+                    .on_rcpt(&mut s, addr.as_bytes(), Duration::ZERO)
+                    .is_accept());
+                assert!(e.on_message_end(&mut s, Duration::ZERO).is_accept());
+            }
+            // Connect, then MAIL and RCPT of each message: all 100 rules.
+            assert_eq!(s.rules_evaluated() - before, 100 + 10 * 200, "{host}");
+        }
+        let snap = e.snapshot();
+        assert_eq!(snap.rule("default").unwrap().get(Counted::Accepted), 30);
+        assert_eq!(snap.rule("r0").unwrap().get(Counted::Deferred), 0);
+    }
+
+    #[test]
+    fn response_heads() {
+        let ours = "HTTP/1.1 200 OK\r\n\
+            content-type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\n\
+            content-length: 1234\r\ndate: Thu, 01 Jan 2026 00:00:00 GMT";
+        assert_eq!(
+            parse_response_head(ours),
+            Ok(ResponseHead {
+                status: 200,
+                content_length: 1234,
+                close: false
+            })
+        );
+        let closing = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close";
+        assert_eq!(
+            parse_response_head(closing),
+            Ok(ResponseHead {
+                status: 404,
+                content_length: 0,
+                close: true
+            })
+        );
+        assert!(parse_response_head("HTTP/1.0 200 OK\r\nContent-Length: 1").is_ok_and(|h| h.close));
+        let chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked";
+        assert!(parse_response_head(chunked).is_err());
+        assert!(parse_response_head("HTTP/1.1 200 OK").is_err(), "unframed");
+        assert!(parse_response_head("SMTP 220 hi").is_err());
+        assert!(parse_response_head("HTTP/1.1 2x0 OK\r\nContent-Length: 1").is_err());
+        assert!(parse_response_head("HTTP/1.1 200 OK\r\nContent-Length: -1").is_err());
+        assert!(parse_response_head("HTTP/1.1 200 OK\r\nno colon").is_err());
+        assert_eq!(response_head_len(b"HTTP/1.1 200 OK\r\n\r\nbody"), Some(19));
+        assert_eq!(response_head_len(b"HTTP/1.1 200 OK\r\n"), None);
+    }
+
+    #[test]
+    fn cross_ratios_compare_msg_rate_or_sink_cpu() {
+        // 1000 messages each: msg/s = 1000 / wall.
+        let mut samples = vec![
+            run("reuse", 1, OO, 1.0, 1.0, 2.0),    // 1000 msg/s, sink 2 s
+            run("metrics", 1, OO, 1.02, 1.0, 2.2), // 980 msg/s, sink 2.2 s
+            run("policy", 1, OO, 1.25, 1.0, 2.2),  // 800 msg/s, sink 2.2 s
+            run("reuse", 2, OO, 1.0, 1.0, 2.0),
+            run("metrics", 2, OO, 1.0, 1.0, 2.0),
+            run("policy", 2, OO, 1.0, 1.0, 0.0), // sink CPU 0: no ratio
+        ];
+        samples[4].outcome = Outcome::Error; // no sink scrape in round 2
+        let by_label = |label: &str| {
+            let c = CROSS_RATIOS.iter().find(|c| c.label == label).unwrap();
+            let v = cross_per_round(&samples, c);
+            (c.metric, c.target, v)
+        };
+        let close = |v: Vec<(u32, f64)>, want: &[(u32, f64)]| {
+            assert_eq!(v.len(), want.len(), "{v:?}");
+            for (a, b) in v.iter().zip(want) {
+                assert!(a.0 == b.0 && (a.1 - b.1).abs() < 1e-9, "{v:?} vs {want:?}");
+            }
+        };
+        let (m, t, v) = by_label("msg/s metrics / reuse (ours pair)");
+        assert_eq!((m, t), (CrossMetric::MsgRate, Some(Target::AtLeast(0.97))));
+        close(v, &[(1, 1.0 / 1.02)]);
+        let (m, t, v) = by_label("sink CPU metrics / reuse (ours pair)");
+        assert_eq!((m, t), (CrossMetric::SinkCpu, Some(Target::AtMost(1.05))));
+        close(v, &[(1, 1.1)]);
+        let (m, t, v) = by_label("sink CPU policy / reuse (ours pair)");
+        assert_eq!((m, t), (CrossMetric::SinkCpu, Some(Target::AtMost(1.15))));
+        close(v, &[(1, 1.1), (2, 0.0)]);
+        let (m, t, v) = by_label("msg/s policy / reuse (ours pair)");
+        assert_eq!((m, t), (CrossMetric::MsgRate, None));
+        close(v, &[(1, 0.8), (2, 1.0)]);
+        // The rows of the other extension workloads still compare msg/s.
+        let earlier = ["pipe", "tls", "bigtls"];
+        assert!(CROSS_RATIOS
+            .iter()
+            .filter(|c| earlier.contains(&c.workload))
+            .all(|c| c.metric == CrossMetric::MsgRate));
+        // Base CPU zero: skipped, not infinite.
+        let z = vec![
+            run("reuse", 1, OO, 1.0, 1.0, 0.0),
+            run("policy", 1, OO, 1.0, 1.0, 1.0),
+        ];
+        assert!(cross_per_round(&z, &CROSS_RATIOS[5]).is_empty());
+    }
+
+    #[test]
+    fn markdown_of_harness_workloads() {
+        let mut s = vec![
+            run("reuse", 1, PP, 2.0, 1.0, 1.0),
+            run("reuse", 1, OO, 1.0, 1.0, 2.0),
+            run("metrics", 1, OO, 1.02, 1.0, 2.2),
+            run("policy", 1, OO, 1.25, 1.0, 2.2),
+        ];
+        s[2].scrapes = Some(Scrapes {
+            sink_ok: 11,
+            sink_failed: 0,
+            source_ok: 9,
+            source_failed: 2,
+        });
+        let ws = [
+            workload("reuse").unwrap(),
+            workload("metrics").unwrap(),
+            workload("policy").unwrap(),
+        ];
+        let md = render_markdown(&Report {
+            header: vec![],
+            workloads: &ws,
+            rounds: 1,
+            runs: &s,
+            idle: &[],
+            checks: &[],
+            scaled: false,
+        });
+        for row in [
+            "| msg/s metrics / reuse (ours pair) | 0.98 | 1 | ≥ 0.97 | met |",
+            "| sink CPU metrics / reuse (ours pair) | 1.10 | 1 | ≤ 1.05 | **NOT met** |",
+            "| sink CPU policy / reuse (ours pair) | 1.10 | 1 | ≤ 1.15 | met |",
+            "| msg/s policy / reuse (ours pair) | 0.80 | 1 |  |  |",
+            "| `/metrics` scrapes per run | ok | failed |",
+            "| sink | 11 | 0 |",
+            "| source | 9 | 2 |",
+            "| messages/s | 800 |",
+            "| sink CPU µs per message | 2200 |",
+        ] {
+            assert!(md.contains(row), "{row}\n{md}");
+        }
+        // No floor rows and no Pairs row for them; one scrape table.
+        let (_, harnessed) = md.split_once("### `metrics`").unwrap();
+        let (harnessed, _) = harnessed.split_once("### Pairs").unwrap();
+        assert!(!harnessed.contains("floor"), "{harnessed}");
+        assert!(
+            !md.contains("| metrics |") && !md.contains("| policy |"),
+            "{md}"
+        );
+        assert_eq!(md.matches("scrapes per run").count(), 1, "{md}");
+        assert!(md.contains("| reuse | 1000 | 500 | – |"), "{md}");
+    }
+
+    #[test]
+    fn scrapes_are_shown_and_optional_in_json() {
+        let c = Scrapes {
+            sink_ok: 30,
+            sink_failed: 1,
+            source_ok: 28,
+            source_failed: 3,
+        };
+        assert_eq!(
+            c.to_string(),
+            "scrapes: sink 30 ok, 1 failed; source 28 ok, 3 failed"
+        );
+        let plain = run("reuse", 1, OO, 1.0, 1.0, 1.0);
+        let text = serde_json::to_string(&plain).unwrap();
+        assert!(!text.contains("scrapes"), "{text}");
+        // Samples saved before the field existed still load (--render).
+        assert_eq!(serde_json::from_str::<RunSample>(&text).unwrap(), plain);
+        let mut m = plain.clone();
+        m.scrapes = Some(c);
+        let text = serde_json::to_string(&m).unwrap();
+        assert_eq!(serde_json::from_str::<RunSample>(&text).unwrap(), m);
     }
 
     #[test]

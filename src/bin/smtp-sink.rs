@@ -1,7 +1,7 @@
 //! `smtp-sink`: parse argv, run [`smtpstone::sink::Server`], map errors to
-//! exit codes (0 after -M/-n, 1 on any fatal error). With `--track`,
-//! SIGINT/SIGTERM print the tracking report, then the process dies of the
-//! signal as Postfix's sink does.
+//! exit codes (0 after -M/-n, 1 on any fatal error). With `--track` or
+//! `--policy`, SIGINT/SIGTERM print the tracking report and the policy's
+//! accounting, then the process dies of the signal as Postfix's sink does.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -46,8 +46,9 @@ fn run(argv: &[OsString]) -> anyhow::Result<()> {
         .context("tokio runtime")?;
     runtime.block_on(async {
         let server = Server::bind(config)?;
-        // Only --track catches the signals; otherwise they kill as usual.
-        let mut signals = match server.measure().is_some_and(|m| m.tracks()) {
+        // Only a sink with an exit report catches the signals; otherwise
+        // they kill as usual.
+        let mut signals = match server.reports_at_exit() {
             true => Some(StopSignals::install().context("signal handlers")?),
             false => None,
         };

@@ -165,6 +165,13 @@ impl Server {
         self.local_addr
     }
 
+    /// Whether the sink prints a report when it ends (`--track`'s
+    /// tracking report, `--policy`'s accounting): a caller that stops it on
+    /// a signal should then pass the signal as `run_until`'s shutdown.
+    pub fn reports_at_exit(&self) -> bool {
+        self.policy.is_some() || self.measure.as_ref().is_some_and(|m| m.tracks())
+    }
+
     /// The measurements, when a measurement option is on: the
     /// caller may print the tracking report itself (on a signal) with
     /// [`SinkMeasure::finish`].

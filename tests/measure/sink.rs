@@ -140,6 +140,27 @@ X-Smtpstone-Run: 00000000000000aa\r\nX-Smtpstone-Seq: {seq}\r\nX-Smtpstone-Sent:
 }
 
 #[test]
+fn sigterm_prints_the_policy_accounting_then_dies_of_the_signal() {
+    let dir = shared_tempdir();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[[rule]]\nname = \"lan\"\nclient = [\"127.0.0.0/8\"]\n",
+    )
+    .expect("write policy");
+    let sink = ours(&["--policy", policy.to_str().expect("path")]);
+    let out = source(&["-m", "3", &sink.addr.to_string()]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr_text());
+    let out = signal_and_finish(sink.proc, Signal::SIGTERM);
+    assert_eq!(killed_by(&out), Some(libc::SIGTERM), "{out:?}");
+    let text = out.stderr_text();
+    assert!(
+        text.contains("smtp-sink: policy: rule=lan accepted=3 deferred=0 "),
+        "{text}"
+    );
+}
+
+#[test]
 fn without_track_the_sink_is_killed_silently_as_postfix() {
     let sink = ours(&[]);
     tracked_run(sink.addr, &["-m", "1"]);

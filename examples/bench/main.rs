@@ -171,6 +171,38 @@ fn real_main() -> Result<ExitCode, String> {
         print!("{}", render_saved(Path::new(path))?);
         return Ok(ExitCode::SUCCESS);
     }
+    let opts = options(&m)?;
+    raise_nofile_limit();
+    let started = Instant::now();
+    let load_before = loadavg();
+    let samples = run_all(&opts, started);
+    let header = report_header(&argv, &opts, &load_before, started.elapsed());
+    let md = model::render_markdown(&Report {
+        header: header.clone(),
+        workloads: &opts.workloads,
+        rounds: opts.rounds,
+        runs: &samples.runs,
+        idle: &samples.idle,
+        checks: &samples.checks,
+        scaled: opts.scale != 1,
+    });
+    print!("{md}");
+    if let Some(path) = &opts.json {
+        write_json(path, &argv, &opts, &header, &samples)?;
+    }
+    let failed = samples.runs.iter().filter(|s| !s.outcome.is_ok()).count()
+        + samples.idle.iter().filter(|s| !s.outcome.is_ok()).count()
+        + samples.checks.iter().filter(|c| !c.same()).count();
+    if failed > 0 {
+        eprintln!("bench: {failed} run(s) failed (see the Failures section)");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The checked options of a run (builds our binaries unless told where
+/// they are).
+fn options(m: &clap::ArgMatches) -> Result<Options, String> {
     let scale = if m.get_flag("quick") {
         10
     } else {
@@ -200,7 +232,6 @@ fn real_main() -> Result<ExitCode, String> {
                 .collect()
         }
     };
-
     let ours_dir = match m.get_one::<String>("ours-dir").map(PathBuf::from) {
         Some(d) => d,
         None => match std::env::var_os("SMTPSTONE_BENCH_OURS_DIR") {
@@ -236,20 +267,30 @@ fn real_main() -> Result<ExitCode, String> {
             return Err(format!("{}: no such file", p.display()));
         }
     }
-    raise_nofile_limit();
+    Ok(opts)
+}
 
-    let mut runs: Vec<RunSample> = Vec::new();
-    let mut idle: Vec<IdleSample> = Vec::new();
-    let started = Instant::now();
-    let load_before = loadavg();
-    let mut checks: Vec<FloorCheck> = Vec::new();
+/// Everything one bench run measured.
+struct Samples {
+    runs: Vec<RunSample>,
+    idle: Vec<IdleSample>,
+    checks: Vec<FloorCheck>,
+}
+
+/// The floor checks, then every round of every workload's cells.
+fn run_all(opts: &Options, started: Instant) -> Samples {
+    let mut out = Samples {
+        runs: Vec::new(),
+        idle: Vec::new(),
+        checks: Vec::new(),
+    };
     if opts.cells.contains(&model::CELLS[4]) {
         for w in &opts.workloads {
             let traffic = matches!(w.kind, Kind::Traffic { .. });
             if traffic && model::workload_cells(w).contains(&model::CELLS[4]) {
-                let c = floor_check(&opts, w);
+                let c = floor_check(opts, w);
                 progress_check(&c, started);
-                checks.push(c);
+                out.checks.push(c);
             }
         }
     }
@@ -260,65 +301,54 @@ fn real_main() -> Result<ExitCode, String> {
                     let cells = model::workload_cells(w);
                     for cell in cells.into_iter().filter(|c| opts.cells.contains(c)) {
                         let s = match cell.source {
-                            Side::Floor => run_floor(&opts, w, round),
-                            _ => run_cell(&opts, w, round, cell),
+                            Side::Floor => run_floor(opts, w, round),
+                            _ => run_cell(opts, w, round, cell),
                         };
-                        progress_run(&opts, &s, started);
-                        runs.push(s);
+                        progress_run(opts, &s, started);
+                        out.runs.push(s);
                     }
                 }
                 Kind::Idle { sessions } => {
                     for sink in IDLE_SINKS {
-                        let s = run_idle(&opts, w, round, sink, sessions);
-                        progress_idle(&opts, &s, started);
-                        idle.push(s);
+                        let s = run_idle(opts, w, round, sink, sessions);
+                        progress_idle(opts, &s, started);
+                        out.idle.push(s);
                     }
                 }
             }
         }
     }
+    out
+}
 
-    let header = report_header(&argv, &opts, &load_before, started.elapsed());
-    let md = model::render_markdown(&Report {
-        header: header.clone(),
-        workloads: &opts.workloads,
-        rounds: opts.rounds,
-        runs: &runs,
-        idle: &idle,
-        checks: &checks,
-        scaled: opts.scale != 1,
+/// `--json FILE`: every raw sample with the settings that produced them.
+fn write_json(
+    path: &Path,
+    argv: &[OsString],
+    opts: &Options,
+    header: &[String],
+    samples: &Samples,
+) -> Result<(), String> {
+    let doc = serde_json::json!({
+        "header": header,
+        "command": argv.iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>(),
+        "rounds": opts.rounds,
+        "scale": opts.scale,
+        "timeout_s": opts.timeout.as_secs(),
+        "binaries": {
+            "ours_source": opts.ours_source, "ours_sink": opts.ours_sink,
+            "postfix_source": opts.postfix_source, "postfix_sink": opts.postfix_sink,
+        },
+        "workloads": opts.workloads.iter().map(|w| serde_json::json!({
+            "name": w.name, "description": w.describe(),
+            "source_args": w.source_args(), "sink_args": w.sink_args(),
+        })).collect::<Vec<_>>(),
+        "runs": samples.runs,
+        "idle": samples.idle,
+        "floor_checks": samples.checks,
     });
-    print!("{md}");
-    if let Some(path) = &opts.json {
-        let doc = serde_json::json!({
-            "header": header,
-            "command": argv.iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>(),
-            "rounds": opts.rounds,
-            "scale": opts.scale,
-            "timeout_s": opts.timeout.as_secs(),
-            "binaries": {
-                "ours_source": opts.ours_source, "ours_sink": opts.ours_sink,
-                "postfix_source": opts.postfix_source, "postfix_sink": opts.postfix_sink,
-            },
-            "workloads": opts.workloads.iter().map(|w| serde_json::json!({
-                "name": w.name, "description": w.describe(),
-                "source_args": w.source_args(), "sink_args": w.sink_args(),
-            })).collect::<Vec<_>>(),
-            "runs": runs,
-            "idle": idle,
-            "floor_checks": checks,
-        });
-        let text = serde_json::to_string_pretty(&doc).map_err(|e| format!("json: {e}"))?;
-        std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
-    }
-    let failed = runs.iter().filter(|s| !s.outcome.is_ok()).count()
-        + idle.iter().filter(|s| !s.outcome.is_ok()).count()
-        + checks.iter().filter(|c| !c.same()).count();
-    if failed > 0 {
-        eprintln!("bench: {failed} run(s) failed (see the Failures section)");
-        return Ok(ExitCode::from(1));
-    }
-    Ok(ExitCode::SUCCESS)
+    let text = serde_json::to_string_pretty(&doc).map_err(|e| format!("json: {e}"))?;
+    std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Re-render the report of a `--json` file (e.g. after a change of the

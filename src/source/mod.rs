@@ -8,6 +8,7 @@
 //! progress, first come first served, as Postfix does.
 
 pub mod config;
+mod descriptor;
 pub mod find_max;
 pub mod message;
 mod net;

@@ -21,6 +21,7 @@ use crate::proto::reply::{Event, ReplyParser};
 
 use crate::tls::MaybeTls;
 
+use super::descriptor::Descriptor;
 use super::net::{self, ConnectError, Stream};
 use super::shared::Shared;
 
@@ -65,7 +66,9 @@ enum Next {
 struct Conn {
     /// Plain unless the ESMTP path started TLS.
     io: Connection<MaybeTls<Stream>>,
-    fd: i32,
+    /// The socket's number in the `Message-Id` (Postfix's, see
+    /// `descriptor`), given back when the connection closes.
+    fd: Descriptor,
     /// Input disabled by the over-long reply rule: every read is EOF.
     disabled: bool,
 }
@@ -233,7 +236,7 @@ impl Session {
         self.probe.connected();
         self.parser.reset();
         self.conn = Some(Conn {
-            fd: stream.fd(),
+            fd: Descriptor::claim(&shared.descriptors, stream.fd()),
             io: Connection::new(MaybeTls::Plain(stream), READ_CHUNK),
             disabled: false,
         });
@@ -466,7 +469,7 @@ impl Session {
             diag::info(".");
         }
         let conn = self.conn(Ctx::Message)?;
-        shared.write_headers(conn.io.write_buf(), numbered, conn.fd);
+        shared.write_headers(conn.io.write_buf(), numbered, conn.fd.number());
         let head = conn.io.write_buf().len();
         // The time limit is per write, not per message: a huge body is
         // written in slices, each with its own limit (the first slice also

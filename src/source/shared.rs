@@ -14,6 +14,7 @@ use crate::measure::source_side::SourceMeasure;
 use crate::proto::date;
 
 use super::config::SourceConfig;
+use super::descriptor::DescriptorNumbers;
 use super::message::Message;
 use super::net::Target;
 use super::session::esmtp;
@@ -35,6 +36,8 @@ pub(crate) struct Shared {
     date: OnceLock<String>,
     pub(super) connect_gate: Semaphore,
     pub(super) pid: u32,
+    /// The socket numbers Postfix's process would use (`Message-Id`).
+    pub(super) descriptors: Arc<DescriptorNumbers>,
     /// Measurements; `None` without a measurement option.
     pub(super) measure: Option<SourceMeasure>,
 }
@@ -60,6 +63,7 @@ impl Shared {
             date: OnceLock::new(),
             connect_gate: Semaphore::new(1),
             pid: std::process::id(),
+            descriptors: Arc::new(DescriptorNumbers::new(config.sessions)),
             measure,
             config,
         }

@@ -390,6 +390,24 @@ pub fn mask(raw: &[u8]) -> Vec<u8> {
     out
 }
 
+/// [`mask`], keeping the Message-Id's descriptor field (ours gives the
+/// numbers Postfix's process would, src/source/descriptor.rs): for
+/// comparing with Postfix's smtp-source.
+pub fn mask_pid(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    for line in raw.split_inclusive(|&b| b == b'\n') {
+        match line.strip_prefix(b"Message-Id: <") {
+            Some(rest) => {
+                let descriptor = rest.splitn(2, |&b| b == b'.').nth(1).unwrap_or(b"");
+                out.extend_from_slice(b"Message-Id: <P.");
+                out.extend_from_slice(descriptor);
+            }
+            None => out.extend_from_slice(&mask(line)),
+        }
+    }
+    out
+}
+
 /// Printable form of bytes for assertion messages.
 pub fn show(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes)

@@ -1,7 +1,7 @@
 //! Differential tests: Postfix's /usr/sbin/smtp-source and ours, run with
 //! the same argv against the same scripted capture server, must produce the
 //! same bytes on the wire (masking only the Date value and the process-id
-//! and descriptor fields of the Message-Id), the same stdout, the same
+//! field of the Message-Id), the same stdout, the same
 //! stderr and the same exit status.
 //!
 //! The installed reference is Postfix 3.7, so the cases avoid what 3.7 does
@@ -15,7 +15,7 @@ use crate::common;
 use std::path::Path;
 use std::sync::Arc;
 
-use common::capture::{default_action, mask, reply, run_source, show, Action, Capture, Cmd};
+use common::capture::{default_action, mask_pid, reply, run_source, show, Action, Capture, Cmd};
 use common::{our_source, postfix_or_skip, Output, POSTFIX_SOURCE};
 
 type Rules = Arc<dyn Fn(&Cmd) -> Option<Action> + Send + Sync>;
@@ -30,7 +30,7 @@ fn run_one(program: &Path, args: &[&str], banner: &Action, lmtp: bool, rules: &R
     let script = Arc::new(move |cmd: &Cmd| rules(cmd).unwrap_or_else(|| default_action(cmd, lmtp)));
     let cap = Capture::start(banner.clone(), script);
     let out = run_source(program, args, &cap);
-    let mut conns: Vec<Vec<u8>> = cap.transcripts().iter().map(|t| mask(t)).collect();
+    let mut conns: Vec<Vec<u8>> = cap.transcripts().iter().map(|t| mask_pid(t)).collect();
     conns.sort();
     Run { out, conns }
 }

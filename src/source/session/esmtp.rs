@@ -537,7 +537,7 @@ impl Esmtp {
         if let Some(n) = numbered {
             self.last_rcpt = n;
         }
-        let fd = self.conn(Ctx::Mail)?.fd;
+        let fd = self.conn(Ctx::Mail)?.fd.number();
         let headers = &mut self.esmtp.headers;
         headers.clear();
         shared.write_headers(headers, numbered, fd);

@@ -13,7 +13,9 @@ use std::borrow::Cow;
 use std::ffi::{CStr, CString, OsStr};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use socket2::SockAddr;
 
 use crate::diag::{sanitize, Error, Result};
 use crate::proto::hostname;
@@ -63,6 +65,24 @@ impl Endpoint {
 /// `sizeof(struct sockaddr_un.sun_path)` on Linux; Postfix rejects a path of
 /// this length or more (it needs room for the terminating NUL).
 pub const UNIX_PATH_MAX: usize = 108;
+
+/// The socket address for `unix:PATH`, as Postfix builds it for both tools
+/// (docs/smtp-source.md §3, docs/smtp-sink.md §4): a zero-filled
+/// `sockaddr_un` holding PATH, passed with the size of the whole structure.
+///
+/// For a non-empty PATH the kernel reads the path up to its NUL, so the
+/// shorter length socket2 passes names the same socket. An empty PATH
+/// leaves `sun_path` all zeros, which Linux reads as an abstract name
+/// (unix(7)): the 107 NUL bytes after the leading one. Connecting there is
+/// refused when nothing listens (`connect: Connection refused`), and a
+/// listener binds there; the bare family with no path that socket2 would
+/// pass instead is `EINVAL` for connect and an autobind for bind.
+pub fn unix_sockaddr(path: &Path) -> std::io::Result<SockAddr> {
+    if path.as_os_str().is_empty() {
+        return SockAddr::unix(OsStr::from_bytes(&[0; UNIX_PATH_MAX]));
+    }
+    SockAddr::unix(path)
+}
 
 /// The service smtp-source uses when the operand names none (RFC 5321
 /// section 4.5.4.2: SMTP servers listen on port 25).

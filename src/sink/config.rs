@@ -873,7 +873,8 @@ impl SinkConfig {
         }
     }
 
-    /// The numeric options: `-A` digits only, the others positive.
+    /// The numeric options: `-A` digits only and not negative as a C int
+    /// (docs/smtp-sink.md §2), the others positive.
     fn number_option(&mut self, letter: char, v: &[u8]) -> Result<()> {
         let positive = |what: &str| -> Result<u32> {
             let n = atoi(v);
@@ -884,10 +885,13 @@ impl SinkConfig {
         };
         match letter {
             'A' => {
-                if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
+                // All digits, yet atoi wraps: 2147483648 is negative (usage),
+                // 4294967296 is 0 (accepted).
+                let n = atoi(v);
+                if v.is_empty() || !v.iter().all(u8::is_ascii_digit) || n < 0 {
                     return Err(Error::Usage);
                 }
-                self.abort_delay = Some(atoi(v).max(0) as u32);
+                self.abort_delay = Some(n as u32);
             }
             'H' => self.read_hold = Some(positive("data read delay")?),
             'm' => self.max_sessions = positive("concurrency limit")? as usize,
@@ -1025,6 +1029,14 @@ mod tests {
             (vec![":25", "-5"], Err(Error::Usage)),
             (vec!["-A", "1x", ":25", "1"], Err(Error::Usage)),
             (vec!["-A", "", ":25", "1"], Err(Error::Usage)),
+            (vec!["-A", " 1", ":25", "1"], Err(Error::Usage)),
+            (vec!["-A", "-1", ":25", "1"], Err(Error::Usage)),
+            (vec!["-A", "2147483648", ":25", "1"], Err(Error::Usage)),
+            (vec!["-A", "4294967295", ":25", "1"], Err(Error::Usage)),
+            (
+                vec!["-A", "99999999999999999999", ":25", "1"],
+                Err(Error::Usage),
+            ),
             (vec!["-b", "550", ":25", "1"], Err(Error::Usage)),
             (vec!["-b", "4501", ":25", "1"], Err(Error::Usage)),
             (vec!["-b", "45", ":25", "1"], Err(Error::Usage)),
@@ -1101,6 +1113,10 @@ mod tests {
         let c = parse(&["-6", "-4", "-vv", ":25", "1"]).unwrap();
         assert_eq!(c.family, Family::V4);
         assert_eq!(c.verbose, 2);
+        for (value, delay) in [("0", 0), ("2147483647", i32::MAX as u32), ("4294967296", 0)] {
+            let c = parse(&["-A", value, ":25", "1"]).unwrap();
+            assert_eq!(c.abort_delay, Some(delay), "-A {value}");
+        }
     }
 
     #[test]

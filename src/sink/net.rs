@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use socket2::{Domain, SockAddr, Socket, Type};
+use socket2::{Domain, Socket, Type};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::SinkConfig;
@@ -99,7 +99,8 @@ pub(super) fn unix_listener(config: &SinkConfig, path: &Path) -> Result<StdListe
     }
     let socket =
         Socket::new(Domain::UNIX, Type::STREAM, None).map_err(|e| io_fatal("socket", &e))?;
-    let addr = SockAddr::unix(path).map_err(|e| io_fatal(&format!("bind: {shown}"), &e))?;
+    let addr =
+        endpoint::unix_sockaddr(path).map_err(|e| io_fatal(&format!("bind: {shown}"), &e))?;
     socket
         .bind(&addr)
         .map_err(|e| io_fatal(&format!("bind: {shown}"), &e))?;

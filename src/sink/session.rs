@@ -118,10 +118,56 @@ enum Flow {
 
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 enum CloseKind {
-    /// EOF, QUIT, `-q`, `-Q`, over-long line: verbose `disconnect`.
+    /// EOF or a read error (a reset), QUIT, `-q`, `-Q`, over-long line, a
+    /// failed write inside Postfix's stream library: verbose `disconnect`.
     Disconnect,
-    /// Timeouts, `-A`, I/O errors.
+    /// Timeouts, `-A`, reported write failures.
     Quiet,
+}
+
+/// Which of Postfix's writes a write of queued replies stands for: it
+/// decides what a failure prints (docs/smtp-sink.md §13, §18).
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+enum Push {
+    /// `smtp_flush()`: after a reply with no input pending, QUIT's `221`.
+    Flush,
+    /// The write of a full stream buffer inside `smtp_printf()`.
+    Full,
+    /// The stream library's own flush, before it reads more input or when
+    /// the stream is closed: a failure prints nothing, and the read that
+    /// follows sees end of file.
+    Stream,
+}
+
+/// How a write failed.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+enum WriteFailure {
+    /// The peer is gone (reset, closed).
+    Lost,
+    /// Not written within the `-t` time limit.
+    Timeout,
+}
+
+impl WriteFailure {
+    /// What Postfix prints for this failure of `push` (`-v`: the
+    /// `smtp_stream` context line first), and how the session ends.
+    fn report(
+        self,
+        push: Push,
+        verbose: bool,
+    ) -> (Option<String>, Option<&'static str>, CloseKind) {
+        let context = match push {
+            Push::Flush => "smtp_flush",
+            Push::Full => "smtp_vprintf",
+            Push::Stream => return (None, None, CloseKind::Disconnect),
+        };
+        let (what, warning) = match self {
+            WriteFailure::Lost => ("EOF", "lost connection"),
+            WriteFailure::Timeout => ("timeout", "write timeout"),
+        };
+        let info = verbose.then(|| format!("{context}: {what}"));
+        (info, Some(warning), CloseKind::Quiet)
+    }
 }
 
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
@@ -351,16 +397,38 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         self.conn.write_buf().extend_from_slice(bytes);
     }
 
-    /// Queue a reply, then write everything queued if the session has no
-    /// unprocessed input (docs/smtp-sink.md §18: decided when the reply is produced, so
-    /// replies queued while more input was pending wait for a later reply
-    /// or the end of the session), or if a lot is queued.
+    /// Queue a reply, then Postfix's flush check ([`Self::flush_check`]).
     async fn reply(&mut self, to: impl Into<Option<Cmd>>, bytes: &[u8]) -> Result<(), Flow> {
         self.queue(to.into(), bytes);
-        if self.conn.write_buf().len() >= WRITE_HIGH_WATER || self.no_pending_input() {
-            self.flush().await?;
+        self.flush_check().await
+    }
+
+    /// Queue `times` copies of a reply (LMTP's one per recipient, RFC 2033
+    /// §4.2), then the flush check once, as Postfix's `.` handlers do, even
+    /// when `times` is 0 (docs/smtp-sink.md §18).
+    async fn replies(&mut self, to: Cmd, bytes: &[u8], times: u64) -> Result<(), Flow> {
+        for _ in 0..times {
+            self.queue(Some(to), bytes);
+            if self.conn.write_buf().len() >= WRITE_HIGH_WATER {
+                self.write_out(Push::Full).await?;
+            }
         }
-        Ok(())
+        self.flush_check().await
+    }
+
+    /// Postfix's check after every reply (docs/smtp-sink.md §18): write
+    /// everything queued if the session has no unprocessed input, or if a
+    /// lot is queued. Replies held here go out when more input is read
+    /// ([`Self::wait_input`]), with a later reply, or at the end.
+    async fn flush_check(&mut self) -> Result<(), Flow> {
+        let queued = self.conn.write_buf().len();
+        if queued >= WRITE_HIGH_WATER {
+            self.write_out(Push::Full).await
+        } else if queued > 0 && self.no_pending_input() {
+            self.write_out(Push::Flush).await
+        } else {
+            Ok(())
+        }
     }
 
     /// Nothing left in the read buffer and nothing readable on the socket.
@@ -378,8 +446,15 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         }
     }
 
-    /// Write everything queued, within the `-t` time limit.
+    /// Write everything queued now, as Postfix's `smtp_flush()` does (a
+    /// failure is reported, docs/smtp-sink.md §13).
     async fn flush(&mut self) -> Result<(), Flow> {
+        self.write_out(Push::Flush).await
+    }
+
+    /// Write everything queued, within the `-t` time limit; a failure ends
+    /// the session as `push` says (docs/smtp-sink.md §13, §18).
+    async fn write_out(&mut self, push: Push) -> Result<(), Flow> {
         if self.conn.write_buf().is_empty() {
             return Ok(());
         }
@@ -388,27 +463,28 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         if self.conn.write_buf().capacity() > WRITE_HIGH_WATER {
             *self.conn.write_buf() = BytesMut::new();
         }
-        if !matches!(result, Ok(Ok(()))) {
-            // The connection is unusable: drop what could not be written so
-            // that the close path does not try (and warn) again.
-            self.conn.write_buf().clear();
+        let failure = match result {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(_)) => WriteFailure::Lost,
+            Err(_) => WriteFailure::Timeout,
+        };
+        // The connection is unusable: drop what could not be written so
+        // that the close path does not try again.
+        self.conn.write_buf().clear();
+        let (info, warning, close) = failure.report(push, self.config().verbose > 0);
+        if let Some(info) = info {
+            diag::info(&info);
         }
-        match result {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => {
-                diag::warning("lost connection");
-                Err(Flow::Close(CloseKind::Quiet))
-            }
-            Err(_) => {
-                diag::warning("write timeout");
-                Err(Flow::Close(CloseKind::Quiet))
-            }
+        if let Some(warning) = warning {
+            diag::warning(warning);
         }
+        Err(Flow::Close(close))
     }
 
-    /// Best-effort write of queued replies at the end of the session.
+    /// Best-effort write of queued replies at the end of the session:
+    /// Postfix's close of the stream, which reports nothing.
     async fn finish(&mut self) {
-        if self.flush().await.is_ok() {
+        if self.write_out(Push::Stream).await.is_ok() {
             let deadline = Instant::now() + self.shared.timeout;
             let _ = timeout_at(deadline, self.conn.shutdown()).await;
         }
@@ -439,6 +515,12 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
     }
 
     /// Wait for more input, honouring `-H` and the `-t` idle timeout.
+    ///
+    /// Postfix writes the replies it holds before it reads more input
+    /// (docs/smtp-sink.md §18): replies held because input was pending go
+    /// out when new bytes arrive, before those are processed. The rest of a
+    /// batch that arrived whole is not such a read: Postfix takes it in with
+    /// the batch, so its replies still go out in one write.
     async fn wait_input(&mut self) -> Result<(), Flow> {
         let idle = Instant::now() + self.shared.timeout;
         let policy = self.policy_deadline().filter(|&p| p < idle);
@@ -451,6 +533,32 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             }
             sleep_until(hold).await;
         }
+        self.size_read_buffer();
+        let held = !self.conn.write_buf().is_empty();
+        if held {
+            match self.conn.try_fill() {
+                None => {}
+                Some(Ok(n)) if n > 0 => return Ok(()),
+                // End of file or a reset: the close path writes what is held.
+                Some(_) => return Err(Flow::Close(CloseKind::Disconnect)),
+            }
+        }
+        match timeout_at(deadline, self.conn.fill()).await {
+            // A reset reads as end of file, as in Postfix.
+            Ok(Ok(0)) | Ok(Err(_)) => Err(Flow::Close(CloseKind::Disconnect)),
+            Ok(Ok(_)) if held => self.write_out(Push::Stream).await,
+            Ok(Ok(_)) => Ok(()),
+            Err(_) if policy.is_some() => Err(self.deadline_passed()),
+            Err(_) => {
+                diag::warning("read timeout");
+                Err(Flow::Close(CloseKind::Quiet))
+            }
+        }
+    }
+
+    /// Grow the read buffer for DATA content; free it while idle in
+    /// command mode.
+    fn size_read_buffer(&mut self) {
         let rbuf = self.conn.read_buf();
         match self.mode {
             Mode::Data | Mode::Chunk => {
@@ -467,16 +575,6 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                 } else if rbuf.capacity() > IDLE_KEEP {
                     self.big_rbuf = true;
                 }
-            }
-        }
-        match timeout_at(deadline, self.conn.fill()).await {
-            Ok(Ok(0)) => Err(Flow::Close(CloseKind::Disconnect)),
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(_)) => Err(Flow::Close(CloseKind::Quiet)),
-            Err(_) if policy.is_some() => Err(self.deadline_passed()),
-            Err(_) => {
-                diag::warning("read timeout");
-                Err(Flow::Close(CloseKind::Quiet))
             }
         }
     }
@@ -637,13 +735,8 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
     /// `-f`/`-r` reply; for `.` in LMTP once per recipient.
     async fn error_reply(&mut self, cmd: Cmd, text: &[u8]) -> Flow {
         if cmd == Cmd::Dot && self.config().lmtp {
-            while self.rcpts > 0 {
-                self.rcpts -= 1;
-                if let Err(flow) = self.reply(cmd, text).await {
-                    return flow;
-                }
-            }
-            return Flow::Continue;
+            let times = std::mem::take(&mut self.rcpts);
+            return done(self.replies(cmd, text, times).await);
         }
         self.reply(cmd, text).await.err().unwrap_or(Flow::Continue)
     }
@@ -841,12 +934,11 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             return self.refuse_message(to, d).await;
         }
         if self.config().lmtp {
-            // RFC 2033 §4.2: one reply per recipient. Deviation S9 (docs/deviations.md): the count stops
-            // at 0.
-            while self.rcpts > 0 {
-                self.rcpts -= 1;
-                self.reply(to, reply::LMTP_DOT_OK).await?;
-            }
+            // RFC 2033 §4.2: one reply per recipient, and the flush check
+            // even with none. Deviation S9 (docs/deviations.md): the count
+            // stops at 0.
+            let times = std::mem::take(&mut self.rcpts);
+            self.replies(to, reply::LMTP_DOT_OK, times).await?;
         } else {
             self.reply(to, reply::OK).await?;
         }

@@ -10,11 +10,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use socket2::{Domain, SockAddr, SockRef, Socket, Type};
+use socket2::{Domain, SockRef, Socket, Type};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream, UnixStream};
 
 use crate::diag::{self, errno_text};
+use crate::endpoint;
 
 /// Where sessions connect to (resolved once at start-up).
 #[derive(Debug, Clone)]
@@ -92,7 +93,7 @@ pub async fn connect(target: &Target, window: Option<u32>) -> Result<Stream, Con
                 Socket::new(Domain::UNIX, Type::STREAM, None).map_err(ConnectError::Socket)?;
             tune(SockRef::from(&sock), window, false);
             sock.set_nonblocking(true).map_err(ConnectError::Socket)?;
-            let addr = SockAddr::unix(path).map_err(ConnectError::Connect)?;
+            let addr = endpoint::unix_sockaddr(path).map_err(ConnectError::Connect)?;
             match sock.connect(&addr) {
                 Ok(()) => {}
                 Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}

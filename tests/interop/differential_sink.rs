@@ -368,6 +368,11 @@ fn usage_and_validation_errors() {
         vec!["127.0.0.1:0", "abc"],
         vec!["-x", "127.0.0.1:0", "1"],
         vec!["-A", "1x", "127.0.0.1:0", "1"],
+        // Digits only, but negative as a C int after atoi's wrap.
+        vec!["-A", "2147483648", "127.0.0.1:0", "1"],
+        vec!["-A", "3000000000", "127.0.0.1:0", "1"],
+        vec!["-A", "99999999999999999999", "127.0.0.1:0", "1"],
+        vec!["-a-c", "127.0.0.1:0", "1"],
         vec!["-b", "550", "127.0.0.1:0", "1"],
         vec!["-B", "5000", "127.0.0.1:0", "1"],
         vec!["-f", "FOO", "127.0.0.1:0", "1"],
@@ -650,4 +655,66 @@ fn verbose_output_over_whole_sessions() {
         );
         assert_eq!(o, t, "args {args:?}");
     }
+}
+
+/// docs/smtp-sink.md §18: replies held because more input was pending go out
+/// when Postfix next reads from the socket, before it handles what it read;
+/// LMTP's `.` with no recipients still runs the flush check.
+#[test]
+fn held_replies_go_out_when_more_input_is_read() {
+    compare(
+        "held_replies_go_out_when_more_input_is_read",
+        &[],
+        &[
+            &[b"HELO x\r\nMAIL FROM:<a>\r\nRS", b"ET\r\n", b"QUIT\r\n"],
+            &[
+                b"HELO x\r\nMAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\nabc",
+                b"def\r\n",
+                b".\r\n",
+                b"QUIT\r\n",
+            ],
+            &[b"NOOP\r\nNOO", b"P\r\nNOOP\r\nNO", b"OP\r\n"],
+            &[b"NOOP\r\nNOOP\r\n", b"QUIT\r\n"],
+        ],
+    );
+    compare(
+        "held_replies_go_out_when_more_input_is_read",
+        &["-L"],
+        &[
+            &[b"LHLO x\r\n", b"NOOP\r\n.\r\n", b"QUIT\r\n"],
+            &[b"LHLO x\r\nNOOP\r\n.\r\nNO", b"OP\r\n"],
+        ],
+    );
+}
+
+/// A client that resets the connection (linger 0) after a complete reply:
+/// Postfix reads the reset as end of file, so `-v` logs `disconnect` and no
+/// warning follows.
+#[test]
+fn client_reset_is_a_disconnect() {
+    let Some((theirs, ours)) = both("client_reset_is_a_disconnect", &["-v"], None) else {
+        return;
+    };
+    for addr in [theirs.addr, ours.addr] {
+        let mut s = TcpStream::connect_timeout(&addr, common::TIMEOUT).expect("connect");
+        let mut out = String::new();
+        drain(&mut s, &mut out);
+        s.write_all(b"HELO x\r\n").expect("write");
+        drain(&mut s, &mut out);
+        assert!(out.contains("250"), "{out}");
+        socket2::SockRef::from(&s)
+            .set_linger(Some(Duration::ZERO))
+            .expect("linger");
+        drop(s);
+    }
+    let (t, o) = kill_settled(theirs, ours);
+    let (t, o) = (
+        verbose_lines(&t.stderr_text()),
+        verbose_lines(&o.stderr_text()),
+    );
+    assert!(
+        t.iter().any(|l| l == "disconnect"),
+        "reference logs the disconnect: {t:?}"
+    );
+    assert_eq!(o, t);
 }

@@ -291,6 +291,11 @@ fn start_up_errors() {
         vec!["inet:[::1"],
         vec!["127.0.0.1:25x"],
         vec!["-C", "2", &closed],
+        // glibc getopt: a `-` inside an option cluster is an invalid option.
+        vec!["-c-d", "h"],
+        vec!["-d-", "h"],
+        // An empty unix path is the all-zero abstract name (refused).
+        vec!["unix:"],
     ];
     for args in cases {
         let theirs = common::run(&postfix, "smtp-source", &args);

@@ -314,7 +314,7 @@ fn collect(
 }
 
 fn map_clap_error(spec: &ToolSpec, argv: &[OsString], err: clap::Error) -> Error {
-    let line = getopt_message(&diag::prog(), spec, argv, &err);
+    let line = getopt_message(diag::prog(), spec, argv, &err);
     eprintln!("{}", diag::sanitize(line.as_bytes()));
     Error::Usage
 }

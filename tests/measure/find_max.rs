@@ -433,3 +433,25 @@ fn offered(line: &str) -> Option<f64> {
         .parse()
         .ok()
 }
+
+#[test]
+fn start_up_errors_end_the_search_before_its_first_step() {
+    // What a plain run reports at start-up is reported the same way, once,
+    // before any step: not as a failing first step.
+    for args in [
+        &["no-such-host.invalid"][..],
+        &["-F", "/nonexistent/body", "127.0.0.1:9"],
+        &["inet:[::1"],
+    ] {
+        let plain = run(&our_source(), "smtp-source", args);
+        let mut argv = vec!["--find-max", "--find-step", "1s"];
+        argv.extend_from_slice(args);
+        let out = run(&our_source(), "smtp-source", &argv);
+        assert_eq!(plain.code(), Some(1), "{args:?}");
+        assert_eq!(out.code(), Some(1), "{args:?}");
+        let stderr = out.stderr_text();
+        assert!(stderr.starts_with("smtp-source: fatal: "), "{stderr}");
+        assert_eq!(stderr, plain.stderr_text(), "{args:?}");
+        assert!(!stderr.contains(" msg/s, achieved "), "{stderr}");
+    }
+}

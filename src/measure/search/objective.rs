@@ -260,7 +260,9 @@ pub fn judge(obj: &Objective, offered: f64, step: Duration, m: &StepMeasure) -> 
     }
     for &(q, limit) in &obj.latency {
         let v = q.of(&m.latency);
-        if m.accepted == 0 || v > duration_us(limit) {
+        if m.accepted == 0 {
+            why.push(format!("{} not measured: no message accepted", q.name()));
+        } else if v > duration_us(limit) {
             why.push(format!(
                 "{} {} > {}",
                 q.name(),

@@ -136,6 +136,11 @@ impl StepRunner for SourceSteps {
 /// Run the capacity search of `config` (`--find-max`): a line per step on
 /// stderr, the answer on stdout, `--json`/`--html` with every step.
 pub async fn run(config: SourceConfig, search: SearchConfig) -> Result<Summary> {
+    // What a plain run checks before its first session is fatal here too,
+    // before the first step: an unknown host, a bad endpoint, an unreadable
+    // -F file (docs/smtp-source.md §3).
+    super::target(&config)?;
+    super::message::body(&config)?;
     let report_path = std::env::temp_dir().join(format!(
         "smtp-source-find-max.{}.{:x}.json",
         std::process::id(),

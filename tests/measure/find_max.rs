@@ -454,4 +454,16 @@ fn start_up_errors_end_the_search_before_its_first_step() {
         assert_eq!(stderr, plain.stderr_text(), "{args:?}");
         assert!(!stderr.contains(" msg/s, achieved "), "{stderr}");
     }
+    // A --sink-url where nothing listens: checked before the first step.
+    let sink_url = format!("http://127.0.0.1:{}", free_port());
+    let out = run(
+        &our_source(),
+        "smtp-source",
+        ["--find-max", "--sink-url", &sink_url, "127.0.0.1:9"],
+    );
+    assert_eq!(out.code(), Some(1));
+    assert_eq!(
+        out.stderr_text(),
+        format!("smtp-source: fatal: --sink-url {sink_url}/runs: Connection refused\n")
+    );
 }

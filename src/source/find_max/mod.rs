@@ -153,6 +153,9 @@ pub async fn run(config: SourceConfig, search: SearchConfig) -> Result<Summary> 
         reports: Vec::new(),
         pending: None,
     };
+    if let Some(sink) = &steps.sink {
+        sink.check().await?;
+    }
     let mut n = 0;
     let done = search::find_max(search, &mut steps, |step| {
         print_stderr(&format!("{}: {}\n", diag::prog(), step_line(n, step)));

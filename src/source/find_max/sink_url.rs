@@ -73,6 +73,13 @@ impl SinkClient {
         }
     }
 
+    /// Whether the sink answers `/runs` with a tracking report: checked
+    /// once before the search, so that a wrong `--sink-url` is one fatal
+    /// line instead of a failing first step.
+    pub async fn check(&self) -> Result<()> {
+        self.run("").await.map(|_| ())
+    }
+
     /// The figures of run `run_id` now (zero before its first message).
     pub async fn run(&self, run_id: &str) -> Result<RunFigures> {
         let body = tokio::time::timeout(HTTP_TIMEOUT, self.get("/runs"))

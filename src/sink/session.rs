@@ -133,8 +133,8 @@ enum Push {
     Flush,
     /// The write of a full stream buffer inside `smtp_printf()`.
     Full,
-    /// The stream library's own flush, before it reads more input or when
-    /// the stream is closed: a failure prints nothing, and the read that
+    /// The stream library's own flush, when its next read returns new
+    /// input or when the stream is closed: a failure prints nothing, and the read that
     /// follows sees end of file.
     Stream,
 }
@@ -516,9 +516,9 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
 
     /// Wait for more input, honouring `-H` and the `-t` idle timeout.
     ///
-    /// Postfix writes the replies it holds before it reads more input
-    /// (docs/smtp-sink.md §18): replies held because input was pending go
-    /// out when new bytes arrive, before those are processed. The rest of a
+    /// Postfix writes the replies it holds when its next read from the
+    /// socket returns (docs/smtp-sink.md §18): replies held because input
+    /// was pending go out when new bytes arrive, before those are processed. The rest of a
     /// batch that arrived whole is not such a read: Postfix takes it in with
     /// the batch, so its replies still go out in one write.
     async fn wait_input(&mut self) -> Result<(), Flow> {
